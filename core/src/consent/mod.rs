@@ -1,0 +1,1 @@
+//! Consent signals: decoders and the per-request consent pipeline.

@@ -1,0 +1,13 @@
+//! Gatehouse core: what may be done with a visitor's data, decided without doing any I/O.
+//!
+//! - [`policy`] turns `permissions.yaml` plus a request's jurisdiction and consent [`policy::Signals`]
+//!   into a [`policy::PermissionSet`].
+//! - [`consent`] decodes the consent signals themselves (TCF v2, GPP, US Privacy, GPC, Google AC)
+//!   and builds the per-request consent context.
+//!
+//! This crate must never perform I/O, spawn threads or depend on an async runtime or wasmtime: it
+//! builds for `wasm32-wasip1`/`wasm32-wasip2` so every host (standalone, Fastly, Spin) runs the
+//! same decisions. I/O the core needs is expressed as traits that hosts implement.
+
+pub mod consent;
+pub mod policy;

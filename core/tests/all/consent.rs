@@ -1,0 +1,1 @@
+//! Consent decoding and pipeline tests.

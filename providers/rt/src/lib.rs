@@ -1,0 +1,63 @@
+//! Runtime glue shared by Gatehouse provider components.
+//!
+//! Providers are `no_std` on `wasm32` so that a release component imports nothing beyond its WIT
+//! world: Rust's `std` on `wasm32-wasip2` pulls in `wasi:cli/*` and `wasi:io/*` (for panic
+//! messages, stdio and exit) even when a provider never prints. Linking this crate supplies what
+//! `std` otherwise would: a global allocator, a panic handler that traps, the canonical-ABI
+//! `cabi_realloc` export, and `memcpy`/`memcmp` from wasi-libc (which import nothing).
+//!
+//! On native targets this crate is empty, so providers still build and unit-test natively.
+#![no_std]
+
+#[cfg(target_arch = "wasm32")]
+extern crate alloc;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm {
+    #[global_allocator]
+    static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+    /// A panic in a provider traps the instance; the host cuts the call off fail-closed.
+    #[panic_handler]
+    fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+        core::arch::wasm32::unreachable()
+    }
+
+    /// The canonical ABI's allocator export, which wasi-libc provides only to `std` builds.
+    ///
+    /// # Safety
+    /// Called only by the component-model runtime, with the contract of `cabi_realloc`.
+    #[allow(unsafe_code)]
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn cabi_realloc(
+        old_ptr: *mut u8,
+        old_len: usize,
+        align: usize,
+        new_len: usize,
+    ) -> *mut u8 {
+        use alloc::alloc::{Layout, alloc, realloc};
+        if new_len == 0 {
+            // A zero-sized allocation: any well-aligned non-null pointer will do.
+            return align as *mut u8;
+        }
+        // SAFETY: the runtime passes a power-of-two `align` and, for a non-zero `old_len`, a
+        // pointer it previously obtained from this function with the same `old_len` and `align`.
+        let ptr = unsafe {
+            if old_len == 0 {
+                alloc(Layout::from_size_align_unchecked(new_len, align))
+            } else {
+                realloc(old_ptr, Layout::from_size_align_unchecked(old_len, align), new_len)
+            }
+        };
+        if ptr.is_null() {
+            // Out of memory: trap, as the canonical ABI expects.
+            core::arch::wasm32::unreachable()
+        }
+        ptr
+    }
+
+    // `core` lowers slice comparisons and copies to `memcmp`/`memcpy`; take them from wasi-libc.
+    #[allow(unsafe_code)]
+    #[link(name = "c")]
+    unsafe extern "C" {}
+}
