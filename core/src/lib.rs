@@ -10,4 +10,5 @@
 //! same decisions. I/O the core needs is expressed as traits that hosts implement.
 
 pub mod consent;
+pub mod edge;
 pub mod policy;

@@ -24,7 +24,10 @@ mod bindings {
         path: "../../wit",
         generate_all,
     });
+    // Exported only on wasm32: the export names contain `:`, which native linkers reject.
+    #[cfg(target_arch = "wasm32")]
     use super::HmacProvider;
+    #[cfg(target_arch = "wasm32")]
     export!(HmacProvider with_types_in self);
 }
 
@@ -55,15 +58,23 @@ impl Guest for HmacProvider {
         if let Some(current) = current {
             if current.len() == 64 + 1 + 6 && current.starts_with(hash.as_str()) {
                 let (_, suffix) = current.split_at(65);
-                if current.as_bytes()[64] == b'.' && suffix.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    return Ok(EcOutput { id: Some(current), headers: Vec::new() });
+                if current.as_bytes()[64] == b'.'
+                    && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return Ok(EcOutput {
+                        id: Some(current),
+                        headers: Vec::new(),
+                    });
                 }
             }
         }
         let mut id = hash;
         id.push('.');
         id.push_str(&random_suffix());
-        Ok(EcOutput { id: Some(id), headers: Vec::new() })
+        Ok(EcOutput {
+            id: Some(id),
+            headers: Vec::new(),
+        })
     }
 }
 
@@ -106,5 +117,3 @@ fn random_suffix() -> String {
     }
     out
 }
-
-

@@ -46,7 +46,11 @@ mod wasm {
             if old_len == 0 {
                 alloc(Layout::from_size_align_unchecked(new_len, align))
             } else {
-                realloc(old_ptr, Layout::from_size_align_unchecked(old_len, align), new_len)
+                realloc(
+                    old_ptr,
+                    Layout::from_size_align_unchecked(old_len, align),
+                    new_len,
+                )
             }
         };
         if ptr.is_null() {

@@ -1,0 +1,368 @@
+//! The per-request decision flow: geo → permissions → device → Edge Cookie.
+//!
+//! This module decides *whether* each provider may run and what its answer means; a host decides
+//! *how* a provider runs (wasmtime instance, composed component, ...) by implementing
+//! [`ProviderHost`]. A provider whose required permissions are not all held is never called, so a
+//! host that instantiates lazily inside the trait methods never instantiates it either.
+//!
+//! Geo runs before the visitor's country is known, so the geo provider is gated against the
+//! `default_country` baseline plus the request's consent signals. Every provider failure is
+//! fail-closed: unknown geo falls back to `default_country`, the device is `unknown` (not a bot) and
+//! no Edge Cookie is set.
+//!
+//! This module must never perform I/O or read a clock: everything it needs arrives as arguments.
+
+use crate::policy::{DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, Signals};
+
+/// The three provider kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Geolocation.
+    Geo,
+    /// Device classification.
+    Device,
+    /// Edge Cookie identity.
+    EdgeCookie,
+}
+
+impl ProviderKind {
+    /// The config section naming this kind (`geo`, `device`, `ec`).
+    #[must_use]
+    pub fn section(self) -> &'static str {
+        match self {
+            Self::Geo => "geo",
+            Self::Device => "device",
+            Self::EdgeCookie => "ec",
+        }
+    }
+}
+
+/// A geo provider's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// ISO 3166-1 alpha-2 country code, if known.
+    pub country: Option<String>,
+    /// ISO 3166-2 subdivision code without the country prefix, if known.
+    pub region: Option<String>,
+}
+
+/// The broad class of a client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceClass {
+    /// An automated client. Bots never receive an Edge Cookie.
+    Bot,
+    /// A phone.
+    Mobile,
+    /// A tablet.
+    Tablet,
+    /// A desktop browser.
+    Desktop,
+    /// Not enough evidence (also the fail-closed answer).
+    #[default]
+    Unknown,
+}
+
+/// A device provider's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Classification {
+    /// The device class.
+    pub class: DeviceClass,
+    /// For bots, the crawler's name when known.
+    pub bot_name: Option<String>,
+}
+
+/// An Edge Cookie provider's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EcOutput {
+    /// The identifier to set, if any.
+    pub id: Option<String>,
+    /// Extra response headers the provider asks for (not yet filtered).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a provider call produced no answer. Every failure is handled fail-closed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderFailure {
+    /// The provider trapped (panic, `unreachable`, out-of-bounds access, ...).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The call ran past its deadline and was interrupted.
+    #[error("deadline exceeded")]
+    Deadline,
+    /// The provider tried to grow its memory past the configured cap.
+    #[error("memory limit exceeded")]
+    MemoryLimit,
+    /// The provider could not be instantiated.
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    /// The provider returned its own error variant.
+    #[error("provider error: {0}")]
+    Provider(String),
+    /// The provider returned a value the host rejects (e.g. an Edge Cookie value with `;`).
+    #[error("invalid output: {0}")]
+    InvalidOutput(String),
+}
+
+impl ProviderFailure {
+    /// A short stable label for metrics and logs (`trap`, `deadline`, `memory`, ...).
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Trap(_) => "trap",
+            Self::Deadline => "deadline",
+            Self::MemoryLimit => "memory",
+            Self::Instantiate(_) => "instantiate",
+            Self::Provider(_) => "provider-error",
+            Self::InvalidOutput(_) => "invalid-output",
+        }
+    }
+}
+
+/// How a host runs providers. Each method is called at most once per request, and only when the
+/// configured provider's required permissions are held.
+pub trait ProviderHost {
+    /// The permissions the configured provider of `kind` requires, or `None` when the deployment
+    /// configures no provider of that kind.
+    fn requirements(&self, kind: ProviderKind) -> Option<PermissionSet>;
+    /// Runs the geo provider.
+    ///
+    /// # Errors
+    /// Any [`ProviderFailure`]; the request continues with `default_country`.
+    fn locate(&mut self) -> Result<Location, ProviderFailure>;
+    /// Runs the device provider.
+    ///
+    /// # Errors
+    /// Any [`ProviderFailure`]; the request continues with an `unknown` device.
+    fn classify(&mut self) -> Result<Classification, ProviderFailure>;
+    /// Runs the Edge Cookie provider with the request's current cookie value.
+    ///
+    /// # Errors
+    /// Any [`ProviderFailure`]; the request continues without an Edge Cookie.
+    fn generate_edge_cookie(&mut self, current: Option<&str>) -> Result<EcOutput, ProviderFailure>;
+}
+
+/// Deployment settings the Edge Cookie decision needs; built once at startup.
+#[derive(Clone, Debug)]
+pub struct EdgeCookieRules {
+    /// The `store-on-device` permission; the Edge Cookie is never set without it.
+    pub store_on_device: PermissionId,
+    /// Lowercase header names a provider may set. `set-cookie` is refused even if listed.
+    pub allowed_headers: Vec<String>,
+}
+
+impl EdgeCookieRules {
+    /// Builds the rules, resolving `store-on-device` in `policy`.
+    ///
+    /// # Errors
+    /// When the policy does not define `store-on-device`.
+    pub fn new(policy: &Policy, allowed_headers: &[String]) -> Result<Self, String> {
+        let store_on_device = policy
+            .permission_id("store-on-device")
+            .ok_or_else(|| "the policy does not define `store-on-device`".to_owned())?;
+        Ok(Self {
+            store_on_device,
+            allowed_headers: allowed_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .filter(|h| h != "set-cookie")
+                .collect(),
+        })
+    }
+}
+
+/// What happened to the Edge Cookie on this request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EdgeCookieDecision {
+    /// No Edge Cookie provider is configured.
+    NotConfigured,
+    /// `store-on-device` or the provider's own requirements are not held; the provider was not run.
+    NotPermitted,
+    /// The device provider classified the client as a bot; the provider was not run.
+    Bot,
+    /// The request's existing cookie is valid and kept unchanged.
+    Keep(String),
+    /// A new value is to be set.
+    Set(String),
+    /// The provider chose to set nothing.
+    NoneFromProvider,
+    /// The provider failed; nothing is set.
+    Failed,
+}
+
+/// Everything decided for one request.
+#[derive(Debug)]
+pub struct Decision<'p> {
+    /// The location used for the policy lookup (the provider's, or empty when unknown).
+    pub location: Location,
+    /// The policy rule that matched.
+    pub rule: MatchedRule<'p>,
+    /// The permissions held for this request.
+    pub permissions: PermissionSet,
+    /// The device classification (neutral when no provider ran).
+    pub device: Classification,
+    /// The Edge Cookie outcome.
+    pub edge_cookie: EdgeCookieDecision,
+    /// Provider response headers that passed the allowlist.
+    pub headers: Vec<(String, String)>,
+    /// Providers that were configured but not run because permissions were missing.
+    pub gated: Vec<ProviderKind>,
+    /// Providers that failed, with the reason. The host logs and counts these.
+    pub failures: Vec<(ProviderKind, ProviderFailure)>,
+}
+
+/// Runs the decision flow for one request.
+pub fn decide<'p>(
+    policy: &'p Policy,
+    default_country: &DefaultCountry,
+    signals: &Signals,
+    ec_rules: &EdgeCookieRules,
+    current_ec: Option<&str>,
+    host: &mut dyn ProviderHost,
+) -> Decision<'p> {
+    let mut gated = Vec::new();
+    let mut failures = Vec::new();
+
+    // Geo: gated against the default-country baseline plus the request's signals.
+    let mut location = Location::default();
+    if let Some(required) = host.requirements(ProviderKind::Geo) {
+        let baseline = policy
+            .match_jurisdiction(None, None, default_country)
+            .resolve(signals);
+        if baseline.contains_all(required) {
+            match host.locate() {
+                Ok(found) => location = found,
+                Err(failure) => failures.push((ProviderKind::Geo, failure)),
+            }
+        } else {
+            gated.push(ProviderKind::Geo);
+        }
+    }
+
+    let rule = policy.match_jurisdiction(
+        location.country.as_deref(),
+        location.region.as_deref(),
+        default_country,
+    );
+    let permissions = rule.resolve(signals);
+
+    let mut device = Classification::default();
+    if let Some(required) = host.requirements(ProviderKind::Device) {
+        if permissions.contains_all(required) {
+            match host.classify() {
+                Ok(found) => device = found,
+                Err(failure) => failures.push((ProviderKind::Device, failure)),
+            }
+        } else {
+            gated.push(ProviderKind::Device);
+        }
+    }
+
+    let mut headers = Vec::new();
+    let edge_cookie = match host.requirements(ProviderKind::EdgeCookie) {
+        None => EdgeCookieDecision::NotConfigured,
+        Some(required) => {
+            if !permissions.contains(ec_rules.store_on_device) || !permissions.contains_all(required)
+            {
+                gated.push(ProviderKind::EdgeCookie);
+                EdgeCookieDecision::NotPermitted
+            } else if device.class == DeviceClass::Bot {
+                EdgeCookieDecision::Bot
+            } else {
+                match host.generate_edge_cookie(current_ec) {
+                    Ok(output) => match validate_cookie_value(output.id.as_deref()) {
+                        Ok(id) => {
+                            headers = filter_headers(output.headers, &ec_rules.allowed_headers);
+                            match id {
+                                None => EdgeCookieDecision::NoneFromProvider,
+                                Some(id) if Some(id) == current_ec => {
+                                    EdgeCookieDecision::Keep(id.to_owned())
+                                }
+                                Some(id) => EdgeCookieDecision::Set(id.to_owned()),
+                            }
+                        }
+                        Err(failure) => {
+                            failures.push((ProviderKind::EdgeCookie, failure));
+                            EdgeCookieDecision::Failed
+                        }
+                    },
+                    Err(failure) => {
+                        failures.push((ProviderKind::EdgeCookie, failure));
+                        EdgeCookieDecision::Failed
+                    }
+                }
+            }
+        }
+    };
+
+    Decision {
+        location,
+        rule,
+        permissions,
+        device,
+        edge_cookie,
+        headers,
+        gated,
+        failures,
+    }
+}
+
+/// The longest Edge Cookie value accepted from a provider.
+pub const MAX_COOKIE_VALUE_LEN: usize = 256;
+
+/// Checks that a provider's Edge Cookie value is a non-empty RFC 6265 `cookie-value` of bounded
+/// length, so a provider cannot inject attributes (`;`) or other cookies.
+fn validate_cookie_value(id: Option<&str>) -> Result<Option<&str>, ProviderFailure> {
+    let Some(id) = id else { return Ok(None) };
+    if id.is_empty() || id.len() > MAX_COOKIE_VALUE_LEN {
+        return Err(ProviderFailure::InvalidOutput(format!(
+            "edge cookie value must be 1..={MAX_COOKIE_VALUE_LEN} bytes"
+        )));
+    }
+    // cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+    let ok = id
+        .bytes()
+        .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E));
+    if ok {
+        Ok(Some(id))
+    } else {
+        Err(ProviderFailure::InvalidOutput(
+            "edge cookie value has characters outside RFC 6265 cookie-octet".into(),
+        ))
+    }
+}
+
+/// Keeps only allowlisted headers with valid names and values; `set-cookie` never passes.
+fn filter_headers(headers: Vec<(String, String)>, allowed: &[String]) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let allowed = name != "set-cookie" && allowed.iter().any(|a| *a == name);
+            let value_ok = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            (allowed && value_ok).then_some((name, value))
+        })
+        .collect()
+}
+
+/// Formats the `Set-Cookie` header value for an Edge Cookie.
+#[must_use]
+pub fn set_cookie_header(name: &str, value: &str, domain: Option<&str>, max_age_secs: u64) -> String {
+    let mut out = format!("{name}={value}");
+    if let Some(domain) = domain {
+        out.push_str("; Domain=");
+        out.push_str(domain);
+    }
+    out.push_str(&format!(
+        "; Path=/; Secure; SameSite=Lax; HttpOnly; Max-Age={max_age_secs}"
+    ));
+    out
+}
+
+/// Finds the value of cookie `name` in a `Cookie` request header value.
+#[must_use]
+pub fn find_cookie<'a>(cookie_header: &'a str, name: &str) -> Option<&'a str> {
+    cookie_header.split(';').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}

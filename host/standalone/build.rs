@@ -1,0 +1,79 @@
+//! Builds the provider components this host bundles, and the guest components its tests load, for
+//! `wasm32-wasip2` with the size-optimised `component` profile.
+//!
+//! The nested cargo uses its own target directory so it never waits on the outer build's lock.
+//! For each package `NAME` it sets `GATEHOUSE_COMPONENT_<NAME>` (uppercase, `-` → `_`) to the
+//! component's path: bundled providers are embedded with `include_bytes!`, tests read the guests.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Packages built into components: the bundled providers first, then the test guests.
+const COMPONENTS: &[&str] = &[
+    "gatehouse-provider-hmac",
+    "gatehouse-provider-ua-device",
+    "gatehouse-provider-header-geo",
+    "gatehouse-guest-hostile",
+    "gatehouse-guest-unknown-permission",
+    "gatehouse-guest-transport",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
+    for dir in ["wit", "providers", "tests/guests"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+
+    // `<outer target dir>/components`: OUT_DIR is `<target>/<profile>/build/<pkg>-<hash>/out`.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
+    let target_dir = out_dir
+        .ancestors()
+        .nth(4)
+        .map_or_else(|| out_dir.join("components"), |t| t.join("components"));
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "component", "--target-dir"])
+        .arg(&target_dir);
+    for package in COMPONENTS {
+        cmd.args(["-p", package]);
+    }
+    // Flags meant for the host build must not leak into the wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("run cargo for the wasm components");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+            "\n\nhint: run `rustup target add wasm32-wasip2`"
+        } else {
+            ""
+        };
+        panic!("building the provider components failed:\n{stderr}{hint}");
+    }
+    for package in COMPONENTS {
+        let file = target_dir
+            .join("wasm32-wasip2/component")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        assert!(file.exists(), "missing component {}", file.display());
+        println!(
+            "cargo:rustc-env=GATEHOUSE_COMPONENT_{}={}",
+            package.to_uppercase().replace('-', "_"),
+            file.display()
+        );
+    }
+}

@@ -1,0 +1,453 @@
+//! The `gatehouse serve` configuration file (TOML).
+//!
+//! Every table rejects unknown keys; every error names the key and the reason. Provider tables
+//! (`[ec.providers.NAME]`, ...) take `path` + `sha256` for an external component (omit both for a
+//! bundled one); every other key is handed to that provider alone through `wasi:config/store`.
+//! A value may be written inline or as `{ env = "VAR" }`, read from the environment at startup, so
+//! secrets need not live in the file. Config values are never logged.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration error, naming the file or key and the reason. Never contains a config value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (includes the key and position).
+        message: String,
+    },
+    /// A semantic error at `key`.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `geo.default_country`.
+        key: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: where to listen and whom to trust.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[origin]`: the publisher origin to proxy to.
+    pub origin: OriginConfig,
+    /// `[policy]`: the permission policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// `[runtime]`: provider sandbox limits.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    /// `[geo]`: the geo provider and the mandatory `default_country`.
+    #[serde(default)]
+    pub geo: GeoConfig,
+    /// `[device]`: the device provider.
+    #[serde(default)]
+    pub device: KindConfig,
+    /// `[ec]`: the Edge Cookie provider and cookie attributes.
+    #[serde(default)]
+    pub ec: EcConfig,
+    /// `[consent]`: consent signal extraction and pipeline settings.
+    #[serde(default)]
+    pub consent: crate::consent::ConsentConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `listen`: socket address; port 0 picks a free port (logged at startup).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// `trusted_proxies`: addresses or CIDR blocks whose `Forwarded`/`X-Forwarded-For` are honoured.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// `[origin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    /// `url`: `http://host:port` of the publisher origin, or `builtin:demo` for a built-in demo page.
+    pub url: String,
+    /// `preserve_host`: forward the visitor's `Host` header instead of the origin's authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    /// `timeout_ms`: how long to wait for the origin's response headers.
+    #[serde(default = "default_origin_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_origin_timeout() -> u64 {
+    10_000
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// `path`: a `permissions.yaml` to use instead of the embedded default (relative to the config
+    /// file).
+    pub path: Option<PathBuf>,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// `call_timeout_ms`: deadline for one provider call, instantiation included.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_ms: u64,
+    /// `memory_limit_mib`: linear-memory cap per provider instance.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit_mib: u64,
+    /// `max_instances`: provider instances alive at once (pooling allocator slots).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// `cache_dir`: where AOT-compiled components are cached; `""` disables the cache. Default:
+    /// `$XDG_CACHE_HOME/gatehouse` or `~/.cache/gatehouse`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout_ms: default_call_timeout(),
+            memory_limit_mib: default_memory_limit(),
+            max_instances: default_max_instances(),
+            cache_dir: None,
+        }
+    }
+}
+
+fn default_call_timeout() -> u64 {
+    5
+}
+fn default_memory_limit() -> u64 {
+    16
+}
+fn default_max_instances() -> u32 {
+    1000
+}
+
+/// A provider kind's section: which provider, and each provider's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindConfig {
+    /// `provider`: the provider to run; absent means none (neutral behaviour).
+    pub provider: Option<String>,
+    /// `providers.NAME`: per-provider settings.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// `[geo]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// `default_country`: the jurisdiction for requests whose location is unknown or matches no
+    /// rule (`FR`, `US/CA`, ...). Required.
+    pub default_country: Option<String>,
+    /// `provider`.
+    pub provider: Option<String>,
+    /// `providers.NAME`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+/// `[ec]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcConfig {
+    /// `provider`.
+    pub provider: Option<String>,
+    /// `providers.NAME`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `cookie_name`: the Edge Cookie's name.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// `cookie_domain`: the publisher's cookie domain (`Domain=` attribute); absent = host-only.
+    pub cookie_domain: Option<String>,
+    /// `max_age_secs`: the cookie's `Max-Age`.
+    #[serde(default = "default_max_age")]
+    pub max_age_secs: u64,
+    /// `allowed_headers`: response headers a provider may set (`set-cookie` is always refused).
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+}
+
+impl Default for EcConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            providers: BTreeMap::new(),
+            cookie_name: default_cookie_name(),
+            cookie_domain: None,
+            max_age_secs: default_max_age(),
+            allowed_headers: Vec::new(),
+        }
+    }
+}
+
+fn default_cookie_name() -> String {
+    "ts-ec".into()
+}
+fn default_max_age() -> u64 {
+    31_536_000
+}
+
+/// One provider's table. Not `deny_unknown_fields`: every key besides `path` and `sha256` is a
+/// provider setting.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProviderConfig {
+    /// `path`: an external component file (relative to the config file). Absent = bundled.
+    pub path: Option<PathBuf>,
+    /// `sha256`: the external component's expected digest (lowercase hex). Required with `path`.
+    pub sha256: Option<String>,
+    /// Every other key: settings for the provider, visible to it alone.
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// A provider setting: inline, or read from the environment at startup.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// An inline string.
+    Text(String),
+    /// An inline integer.
+    Integer(i64),
+    /// An inline boolean.
+    Bool(bool),
+    /// `{ env = "VAR" }`.
+    Env {
+        /// The environment variable.
+        env: String,
+    },
+}
+
+/// Where a provider's component comes from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// A first-party provider compiled into this binary.
+    Bundled(&'static str),
+    /// An external file pinned by digest.
+    External {
+        /// The file.
+        path: PathBuf,
+        /// The expected lowercase hex sha256.
+        sha256: String,
+    },
+}
+
+/// A provider selected for a kind, fully resolved.
+#[derive(Debug, Clone)]
+pub struct SelectedProvider {
+    /// The config name (`[ec] provider = "NAME"`).
+    pub name: String,
+    /// The config key of its table, for error messages (`ec.providers.hmac`).
+    pub key: String,
+    /// Where the component comes from.
+    pub source: ComponentSource,
+    /// Settings for `wasi:config/store`, environment references resolved.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Reads and parses `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be read or does not match the schema.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.make_paths_relative_to(base);
+        Ok(config)
+    }
+
+    fn make_paths_relative_to(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.policy.path.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.runtime.cache_dir.as_mut().filter(|p| !p.as_os_str().is_empty()) {
+            fix(p);
+        }
+        for providers in [
+            &mut self.geo.providers,
+            &mut self.device.providers,
+            &mut self.ec.providers,
+        ] {
+            for p in providers.values_mut().filter_map(|p| p.path.as_mut()) {
+                fix(p);
+            }
+        }
+    }
+
+    /// The validated `[geo] default_country` value.
+    ///
+    /// # Errors
+    /// When the key is missing or empty.
+    pub fn default_country(&self) -> Result<&str, ConfigError> {
+        match self.geo.default_country.as_deref().map(str::trim) {
+            Some(c) if !c.is_empty() => Ok(c),
+            _ => Err(ConfigError::invalid(
+                "geo.default_country",
+                "is required: set the jurisdiction for requests whose location is unknown \
+                 (e.g. `FR` for the most protective baseline)",
+            )),
+        }
+    }
+
+    /// The provider selected for `section` (`geo`, `device`, `ec`), if any.
+    ///
+    /// # Errors
+    /// When the name is neither bundled for this kind nor configured with a `path`, when `path`
+    /// and `sha256` are not given together, or when an `{ env = .. }` variable is unset.
+    pub fn selected_provider(
+        &self,
+        section: &str,
+        bundled: &[&'static str],
+    ) -> Result<Option<SelectedProvider>, ConfigError> {
+        let (provider, providers) = match section {
+            "geo" => (&self.geo.provider, &self.geo.providers),
+            "device" => (&self.device.provider, &self.device.providers),
+            _ => (&self.ec.provider, &self.ec.providers),
+        };
+        let Some(name) = provider else {
+            return Ok(None);
+        };
+        let key = format!("{section}.providers.{name}");
+        let table = providers.get(name);
+        let source = match table.and_then(|t| t.path.clone()) {
+            Some(path) => {
+                let sha256 = table
+                    .and_then(|t| t.sha256.clone())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            format!("{key}.sha256"),
+                            "is required with `path`: pin the external component by digest",
+                        )
+                    })?
+                    .to_ascii_lowercase();
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.sha256"),
+                        "must be 64 hex digits",
+                    ));
+                }
+                ComponentSource::External { path, sha256 }
+            }
+            None => {
+                if table.is_some_and(|t| t.sha256.is_some()) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.sha256"),
+                        "is only meaningful with `path`",
+                    ));
+                }
+                let bundled_name = bundled.iter().find(|b| **b == name.as_str()).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{section}.provider"),
+                        format!(
+                            "unknown provider `{name}`: not bundled for `{section}` (bundled: {}) \
+                             and `[{key}]` has no `path`",
+                            bundled.join(", ")
+                        ),
+                    )
+                })?;
+                ComponentSource::Bundled(bundled_name)
+            }
+        };
+        let mut settings = Vec::new();
+        for (k, v) in table.map(|t| &t.settings).into_iter().flatten() {
+            let value = match v {
+                SettingValue::Text(s) => s.clone(),
+                SettingValue::Integer(i) => i.to_string(),
+                SettingValue::Bool(b) => b.to_string(),
+                SettingValue::Env { env } => std::env::var(env).map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{key}.{k}"),
+                        format!("environment variable `{env}` is not set"),
+                    )
+                })?,
+            };
+            settings.push((k.clone(), value));
+        }
+        Ok(Some(SelectedProvider {
+            name: name.clone(),
+            key,
+            source,
+            settings,
+        }))
+    }
+
+    /// The parsed `[server] trusted_proxies`.
+    ///
+    /// # Errors
+    /// When an entry is not an IP address or CIDR block.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::client_ip::Cidr>, ConfigError> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse().map_err(|e| {
+                    ConfigError::invalid(format!("server.trusted_proxies[{i}]"), format!("{e}"))
+                })
+            })
+            .collect()
+    }
+}
+

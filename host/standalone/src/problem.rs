@@ -1,0 +1,68 @@
+//! HTTP errors as RFC 9457 `application/problem+json`, each with a stable `type`.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::server::Body;
+
+/// Every error the server itself answers with. One exhaustive mapping to status and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A `/_ts/` path that does not exist.
+    NotFound,
+    /// A `/_ts/` route called with the wrong method.
+    MethodNotAllowed,
+    /// The origin could not be reached or failed mid-response.
+    OriginUnavailable,
+    /// The origin did not answer in time.
+    OriginTimeout,
+}
+
+impl Problem {
+    fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such Gatehouse route"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed on this Gatehouse route",
+            ),
+            Self::OriginUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "origin-unavailable",
+                "The publisher origin could not be reached",
+            ),
+            Self::OriginTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "origin-timeout",
+                "The publisher origin did not answer in time",
+            ),
+        }
+    }
+
+    /// Renders the problem document, with `detail` when given.
+    #[must_use]
+    pub fn response(self, detail: Option<&str>) -> Response<Body> {
+        let (status, slug, title) = self.parts();
+        let mut doc = serde_json::json!({
+            "type": format!("/_ts/problems/{slug}"),
+            "title": title,
+            "status": status.as_u16(),
+        });
+        if let Some(detail) = detail {
+            doc["detail"] = detail.into();
+        }
+        let mut response = Response::new(
+            Full::new(Bytes::from(doc.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,438 @@
+//! The HTTP server: `/_ts/` routes, and the proxy to the publisher origin that runs the decision
+//! flow on page requests and sets the Edge Cookie.
+//!
+//! Provider calls are synchronous and bounded by the per-call deadline (5 ms by default, three
+//! providers at most per request), so they run inline on the connection's task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_core::edge::{self, Decision, EdgeCookieDecision, EdgeCookieRules};
+use gatehouse_core::policy::{DefaultCountry, Policy, Signals};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::client_ip::{Cidr, client_ip};
+use crate::problem::Problem;
+use crate::runtime::{Evidence, ProviderRuntime};
+
+/// Response bodies: streamed from the origin or generated here.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Where proxied requests go.
+pub enum Origin {
+    /// A built-in demo page, so a newcomer can try Gatehouse without a site.
+    Demo,
+    /// An HTTP origin.
+    Http {
+        /// `scheme://authority` of the origin.
+        base: Uri,
+        /// Forward the visitor's `Host` instead of the origin's authority.
+        preserve_host: bool,
+        /// Response-header timeout.
+        timeout: Duration,
+        /// The pooled client.
+        client: Client<HttpConnector, Incoming>,
+    },
+}
+
+impl Origin {
+    /// Parses `[origin] url`.
+    ///
+    /// # Errors
+    /// When the URL is not `builtin:demo` or an `http://host[:port]` URL without a path.
+    pub fn from_config(url: &str, preserve_host: bool, timeout: Duration) -> Result<Self, String> {
+        if url == "builtin:demo" {
+            return Ok(Self::Demo);
+        }
+        let base: Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if base.scheme_str() != Some("http") || base.authority().is_none() {
+            return Err(format!(
+                "`{url}`: expected `http://host[:port]` (TLS to the origin is not supported yet) or `builtin:demo`"
+            ));
+        }
+        if !matches!(base.path(), "" | "/") {
+            return Err(format!("`{url}`: the origin URL must not have a path"));
+        }
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Ok(Self::Http {
+            base,
+            preserve_host,
+            timeout,
+            client,
+        })
+    }
+}
+
+/// Edge Cookie attributes from `[ec]`.
+pub struct CookieSettings {
+    /// Cookie name.
+    pub name: String,
+    /// `Domain=` attribute.
+    pub domain: Option<String>,
+    /// `Max-Age=` attribute.
+    pub max_age_secs: u64,
+}
+
+/// Everything a request needs, built once at startup.
+pub struct App {
+    /// The permission policy.
+    pub policy: &'static Policy,
+    /// The validated default jurisdiction.
+    pub default_country: DefaultCountry,
+    /// Edge Cookie rules.
+    pub ec_rules: EdgeCookieRules,
+    /// Edge Cookie attributes.
+    pub cookie: CookieSettings,
+    /// The provider sandbox.
+    pub runtime: ProviderRuntime,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The origin.
+    pub origin: Origin,
+    /// Consent settings.
+    pub consent: crate::consent::ConsentConfig,
+}
+
+/// Serves until ctrl-c / SIGTERM.
+///
+/// # Errors
+/// When the listen address cannot be bound.
+pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}` (`server.listen`): {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local}");
+    // A stable line on stdout for scripts and tests that start the server on port 0.
+    println!("gatehouse listening on http://{local}");
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let app = Arc::clone(&app);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let app = Arc::clone(&app);
+                        async move { Ok::<_, std::convert::Infallible>(handle(&app, peer, req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Routes one request.
+pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/_ts" || path.starts_with("/_ts/") {
+        return own_route(app, &req);
+    }
+    proxy(app, peer, req).await
+}
+
+fn own_route(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let route = req.uri().path();
+    let known = matches!(route, "/_ts/health" | "/_ts/metrics");
+    if !known {
+        return Problem::NotFound.response(Some(&format!("`{route}` is not a Gatehouse route")));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Problem::MethodNotAllowed.response(None);
+    }
+    match route {
+        "/_ts/health" => {
+            let doc = serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "providers": app.runtime.providers(),
+            });
+            text_response(StatusCode::OK, "application/json", doc.to_string())
+        }
+        _ => text_response(StatusCode::OK, "text/plain; version=0.0.4", metrics(app)),
+    }
+}
+
+fn metrics(app: &App) -> String {
+    let mut out = String::from(
+        "# HELP gatehouse_provider_failures_total Provider calls cut off or failed, by reason.\n\
+         # TYPE gatehouse_provider_failures_total counter\n",
+    );
+    for ((kind, provider, reason), count) in app.runtime.failure_counts() {
+        out.push_str(&format!(
+            "gatehouse_provider_failures_total{{kind=\"{kind}\",provider=\"{provider}\",reason=\"{reason}\"}} {count}\n"
+        ));
+    }
+    out
+}
+
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Static assets and sub-resources get no decision flow (and no cookie): only page loads do.
+fn is_page_request(head: &http::request::Parts) -> bool {
+    if head.method != Method::GET && head.method != Method::HEAD {
+        return false;
+    }
+    if let Some(dest) = head.headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
+        if !matches!(dest, "document" | "iframe" | "frame") {
+            return false;
+        }
+    }
+    let path = head.uri.path();
+    let last = path.rsplit('/').next().unwrap_or("");
+    let ext = last.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    !matches!(
+        ext.as_deref(),
+        Some(
+            "js" | "mjs" | "css" | "map" | "png" | "jpg" | "jpeg" | "gif" | "webp" | "avif"
+                | "svg" | "ico" | "woff" | "woff2" | "ttf" | "otf" | "mp4" | "webm" | "json"
+                | "txt" | "xml" | "wasm"
+        )
+    )
+}
+
+/// The consent signals of a request. Decoding failures are logged and that signal ignored.
+fn consent_signals(app: &App, head: &http::request::Parts) -> Signals {
+    crate::consent::signals(&app.consent, &head.headers)
+}
+
+/// What the decision flow produced for the response.
+struct Outcome {
+    set_cookie: Option<HeaderValue>,
+    headers: Vec<(String, String)>,
+}
+
+fn run_decision(app: &App, peer: SocketAddr, head: http::request::Parts) -> (http::request::Parts, Outcome) {
+    let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
+    let signals = consent_signals(app, &head);
+    let current = head
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| edge::find_cookie(v, &app.cookie.name))
+        .map(str::to_owned);
+    let evidence = Arc::new(Evidence {
+        client_ip: Some(client),
+        head,
+    });
+    let decision: Decision<'_> = {
+        let mut providers = app.runtime.for_request(Arc::clone(&evidence));
+        edge::decide(
+            app.policy,
+            &app.default_country,
+            &signals,
+            &app.ec_rules,
+            current.as_deref(),
+            &mut providers,
+        )
+    };
+    tracing::debug!(
+        rule = %decision.rule.rule_key(),
+        group = %decision.rule.group_name(),
+        edge_cookie = ?decision.edge_cookie,
+        device = ?decision.device.class,
+        gated = ?decision.gated,
+        "decided"
+    );
+    let set_cookie = match &decision.edge_cookie {
+        EdgeCookieDecision::Set(value) => HeaderValue::from_str(&edge::set_cookie_header(
+            &app.cookie.name,
+            value,
+            app.cookie.domain.as_deref(),
+            app.cookie.max_age_secs,
+        ))
+        .ok(),
+        _ => None,
+    };
+    let outcome = Outcome {
+        set_cookie,
+        headers: decision.headers,
+    };
+    // Every store holding the evidence has been dropped; take the head back without copying.
+    let head = match Arc::try_unwrap(evidence) {
+        Ok(evidence) => evidence.head,
+        Err(shared) => shared.head.clone(),
+    };
+    (head, outcome)
+}
+
+async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (head, body) = req.into_parts();
+    let (head, outcome) = if is_page_request(&head) {
+        let (head, outcome) = run_decision(app, peer, head);
+        (head, Some(outcome))
+    } else {
+        (head, None)
+    };
+    let mut response = match &app.origin {
+        Origin::Demo => demo_page(&head),
+        Origin::Http {
+            base,
+            preserve_host,
+            timeout,
+            client,
+        } => {
+            let upstream = match upstream_request(base, *preserve_host, peer, head, body) {
+                Ok(r) => r,
+                Err(detail) => return Problem::OriginUnavailable.response(Some(&detail)),
+            };
+            match tokio::time::timeout(*timeout, client.request(upstream)).await {
+                Err(_) => return Problem::OriginTimeout.response(None),
+                Ok(Err(e)) => {
+                    tracing::warn!("origin request failed: {e}");
+                    return Problem::OriginUnavailable.response(None);
+                }
+                Ok(Ok(response)) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Response::from_parts(parts, body.boxed())
+                }
+            }
+        }
+    };
+    if let Some(outcome) = outcome {
+        let headers = response.headers_mut();
+        if let Some(cookie) = outcome.set_cookie {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+        for (name, value) in outcome.headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    response
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
+}
+
+fn upstream_request(
+    base: &Uri,
+    preserve_host: bool,
+    peer: SocketAddr,
+    mut head: http::request::Parts,
+    body: Incoming,
+) -> Result<Request<Incoming>, String> {
+    let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme(base.scheme_str().unwrap_or("http"))
+        .authority(base.authority().map_or("", |a| a.as_str()))
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| format!("cannot build the origin URL: {e}"))?;
+    strip_hop_by_hop(&mut head.headers);
+    if !preserve_host {
+        if let Some(authority) = base.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                head.headers.insert(header::HOST, host);
+            }
+        }
+    }
+    let forwarded_for = match head.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        head.headers.insert("x-forwarded-for", value);
+    }
+    head.uri = uri;
+    Ok(Request::from_parts(head, body))
+}
+
+fn demo_page(head: &http::request::Parts) -> Response<Body> {
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Gatehouse demo origin</title></head>\
+         <body><h1>Gatehouse demo origin</h1><p>You asked for <code>{}</code>. Gatehouse decided what \
+         it may do with your data before this page was served; look at the response's \
+         <code>Set-Cookie</code> header.</p></body></html>\n",
+        html_escape(head.uri.path())
+    );
+    text_response(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
