@@ -268,23 +268,20 @@ pub fn decide<'p>(
             } else if device.class == DeviceClass::Bot {
                 EdgeCookieDecision::Bot
             } else {
-                match host.generate_edge_cookie(current_ec) {
-                    Ok(output) => match validate_cookie_value(output.id.as_deref()) {
-                        Ok(id) => {
-                            headers = filter_headers(output.headers, &ec_rules.allowed_headers);
-                            match id {
-                                None => EdgeCookieDecision::NoneFromProvider,
-                                Some(id) if Some(id) == current_ec => {
-                                    EdgeCookieDecision::Keep(id.to_owned())
-                                }
-                                Some(id) => EdgeCookieDecision::Set(id.to_owned()),
+                match host
+                    .generate_edge_cookie(current_ec)
+                    .and_then(|output| validate_output(output, &ec_rules.allowed_headers))
+                {
+                    Ok((id, allowed)) => {
+                        headers = allowed;
+                        match id {
+                            None => EdgeCookieDecision::NoneFromProvider,
+                            Some(id) if Some(id.as_str()) == current_ec => {
+                                EdgeCookieDecision::Keep(id)
                             }
+                            Some(id) => EdgeCookieDecision::Set(id),
                         }
-                        Err(failure) => {
-                            failures.push((ProviderKind::EdgeCookie, failure));
-                            EdgeCookieDecision::Failed
-                        }
-                    },
+                    }
                     Err(failure) => {
                         failures.push((ProviderKind::EdgeCookie, failure));
                         EdgeCookieDecision::Failed
@@ -309,26 +306,40 @@ pub fn decide<'p>(
 /// The longest Edge Cookie value accepted from a provider.
 pub const MAX_COOKIE_VALUE_LEN: usize = 256;
 
-/// Checks that a provider's Edge Cookie value is a non-empty RFC 6265 `cookie-value` of bounded
-/// length, so a provider cannot inject attributes (`;`) or other cookies.
-fn validate_cookie_value(id: Option<&str>) -> Result<Option<&str>, ProviderFailure> {
-    let Some(id) = id else { return Ok(None) };
-    if id.is_empty() || id.len() > MAX_COOKIE_VALUE_LEN {
-        return Err(ProviderFailure::InvalidOutput(format!(
-            "edge cookie value must be 1..={MAX_COOKIE_VALUE_LEN} bytes"
-        )));
+/// Refuses output that breaks the provider contract: a `set-cookie` header (a provider may not set
+/// cookies of its own), or an Edge Cookie value that is not a non-empty RFC 6265 `cookie-value` of
+/// bounded length (so a provider cannot inject attributes with `;`). Returns the id and the
+/// allowlisted headers.
+fn validate_output(
+    output: EcOutput,
+    allowed_headers: &[String],
+) -> Result<(Option<String>, Vec<(String, String)>), ProviderFailure> {
+    if output
+        .headers
+        .iter()
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("set-cookie"))
+    {
+        return Err(ProviderFailure::InvalidOutput(
+            "provider tried to set `set-cookie`".into(),
+        ));
     }
-    // cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
-    let ok = id
-        .bytes()
-        .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E));
-    if ok {
-        Ok(Some(id))
-    } else {
-        Err(ProviderFailure::InvalidOutput(
-            "edge cookie value has characters outside RFC 6265 cookie-octet".into(),
-        ))
+    if let Some(id) = output.id.as_deref() {
+        if id.is_empty() || id.len() > MAX_COOKIE_VALUE_LEN {
+            return Err(ProviderFailure::InvalidOutput(format!(
+                "edge cookie value must be 1..={MAX_COOKIE_VALUE_LEN} bytes"
+            )));
+        }
+        // cookie-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+        let ok = id
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E));
+        if !ok {
+            return Err(ProviderFailure::InvalidOutput(
+                "edge cookie value has characters outside RFC 6265 cookie-octet".into(),
+            ));
+        }
     }
+    Ok((output.id, filter_headers(output.headers, allowed_headers)))
 }
 
 /// Keeps only allowlisted headers with valid names and values; `set-cookie` never passes.

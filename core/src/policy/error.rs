@@ -102,7 +102,9 @@ pub enum InvalidPolicy {
         found: String,
     },
     /// A permission or group name that is not lowercase kebab-case.
-    #[error("invalid name `{name}` (names are lowercase kebab-case: `a-z`, `0-9` and `-`, starting with a letter)")]
+    #[error(
+        "invalid name `{name}` (names are lowercase kebab-case: `a-z`, `0-9` and `-`, starting with a letter)"
+    )]
     InvalidName {
         /// The name as written.
         name: String,
@@ -146,8 +148,8 @@ pub enum InvalidPolicy {
     },
     /// A rule key that is neither `CC` nor `CC/SUB`.
     #[error(
-        "malformed rule key `{key}` (expected an ISO 3166-1 alpha-2 country such as `FR`, or \
-         `CC/SUB` with an ISO 3166-2 subdivision such as `US/CA`)"
+        "malformed rule key `{key}` (expected an iso 3166-1 alpha-2 country code such as `FR`, \
+         or `CC/SUB` with an iso 3166-2 subdivision code such as `US/CA`)"
     )]
     MalformedRuleKey {
         /// The key as written.
@@ -162,7 +164,9 @@ pub enum InvalidPolicy {
         first: String,
     },
     /// An override without a `+` or `-` prefix.
-    #[error("malformed override `{value}` (expected `+permission` to grant or `-permission` to deny)")]
+    #[error(
+        "malformed override `{value}` (expected `+permission` to grant or `-permission` to deny)"
+    )]
     MalformedOverride {
         /// The override as written.
         value: String,

@@ -271,7 +271,9 @@ impl MatchedRule<'_> {
                 self.tcf_decision(&tcf, source)
             }
             (Acquisition::Granted, _, _) if revokers.is_empty() => (true, Decision::Granted),
-            (Acquisition::Granted, _, _) => (false, Decision::RevokedByOptOut { signals: revokers }),
+            (Acquisition::Granted, _, _) => {
+                (false, Decision::RevokedByOptOut { signals: revokers })
+            }
             (Acquisition::RequiresSignal, None, Some(_)) => (false, Decision::NoTcfRecord),
             (Acquisition::RequiresSignal, _, None) => (false, Decision::NoSignalCanGrant),
         };
@@ -322,7 +324,10 @@ impl MatchedRule<'_> {
                 if tcf.special_feature_optins & (1_u16 << (special_feature - 1)) != 0 {
                     (true, Decision::TcfSpecialFeatureOptIn { special_feature })
                 } else {
-                    (false, Decision::TcfSpecialFeatureRefused { special_feature })
+                    (
+                        false,
+                        Decision::TcfSpecialFeatureRefused { special_feature },
+                    )
                 }
             }
         }
@@ -394,7 +399,11 @@ fn numbers(numbers: &[u8]) -> String {
     if numbers.is_empty() {
         return "none".to_owned();
     }
-    numbers.iter().map(u8::to_string).collect::<Vec<_>>().join(", ")
+    numbers
+        .iter()
+        .map(u8::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Explanation {
@@ -408,13 +417,27 @@ impl fmt::Display for Explanation {
         let held = if self.held.is_empty() {
             format!("0 of {}", self.permissions.len())
         } else {
-            format!("{} of {}: {}", self.held.len(), self.permissions.len(), self.held.join(", "))
+            format!(
+                "{} of {}: {}",
+                self.held.len(),
+                self.permissions.len(),
+                self.held.join(", ")
+            )
         };
         let header = [
             ("policy", self.policy.clone()),
-            ("country", self.country.clone().unwrap_or_else(|| none.to_owned())),
-            ("region", self.region.clone().unwrap_or_else(|| none.to_owned())),
-            ("matched rule", format!("{} ({})", self.matched_rule, self.matched_by.label())),
+            (
+                "country",
+                self.country.clone().unwrap_or_else(|| none.to_owned()),
+            ),
+            (
+                "region",
+                self.region.clone().unwrap_or_else(|| none.to_owned()),
+            ),
+            (
+                "matched rule",
+                format!("{} ({})", self.matched_rule, self.matched_by.label()),
+            ),
             ("group", self.group.clone()),
             ("overrides", overrides),
             ("gdpr applies", yes_no(self.gdpr_applies).to_owned()),
@@ -422,7 +445,11 @@ impl fmt::Display for Explanation {
             ("signals", self.signals.to_string()),
             ("held", held),
         ];
-        let label_width = header.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+        let label_width = header
+            .iter()
+            .map(|(label, _)| label.len())
+            .max()
+            .unwrap_or(0);
         for (label, value) in &header {
             writeln!(f, "{label:<label_width$}  {value}")?;
         }

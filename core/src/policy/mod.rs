@@ -30,6 +30,6 @@ pub use model::{
     Acquisition, Baseline, EMBEDDED_POLICY_SOURCE, EMBEDDED_POLICY_YAML, Override, Policy,
     TcfSource, UsOptOut,
 };
-pub use permission_set::{PermissionSetIter, MAX_PERMISSIONS, PermissionId, PermissionSet};
+pub use permission_set::{MAX_PERMISSIONS, PermissionId, PermissionSet, PermissionSetIter};
 pub use resolve::{DefaultCountry, MatchKind, MatchedRule};
 pub use signals::{Signals, TcfSignal};

@@ -468,7 +468,11 @@ impl Policy {
     pub fn permissions(&self) -> impl ExactSizeIterator<Item = (PermissionId, &str, &str)> + '_ {
         self.all_permissions().iter().map(|id| {
             let permission = self.permission_def(id);
-            (id, permission.name.as_str(), permission.description.as_str())
+            (
+                id,
+                permission.name.as_str(),
+                permission.description.as_str(),
+            )
         })
     }
 

@@ -66,12 +66,15 @@ impl Parser<'_> {
         let permissions = self.permissions(self.required(root, "", "permissions")?)?;
         let vocabulary = Vocabulary(&permissions);
         let groups = self.groups(self.required(root, "", "groups")?, &vocabulary)?;
-        let (rules, rule_index) = self.rules(self.required(root, "", "rules")?, &groups, &vocabulary)?;
+        let (rules, rule_index) =
+            self.rules(self.required(root, "", "rules")?, &groups, &vocabulary)?;
         let signals = self.mapping(self.required(root, "", "signals")?, "signals")?;
         self.check_keys(signals, "signals", &["tcf", "us-opt-outs"])?;
         let tcf = self.tcf(self.required(signals, "signals", "tcf")?, &vocabulary)?;
-        let opt_outs =
-            self.opt_outs(self.required(signals, "signals", "us-opt-outs")?, &vocabulary)?;
+        let opt_outs = self.opt_outs(
+            self.required(signals, "signals", "us-opt-outs")?,
+            &vocabulary,
+        )?;
         Ok(Policy {
             source: self.file.to_owned(),
             permissions,
@@ -103,18 +106,26 @@ impl Parser<'_> {
                 let name = self.name(key, "permissions")?;
                 let path = join("permissions", name);
                 let description = self.str(description, &path, "a one-line description")?;
-                if description.trim().is_empty() {
+                let description = description.trim();
+                let problem = if description.is_empty() {
+                    Some("an empty string")
+                } else if description.contains('\n') {
+                    Some("several lines")
+                } else {
+                    None
+                };
+                if let Some(found) = problem {
                     return Err(self.err(
                         &path,
                         InvalidPolicy::WrongType {
                             expected: "a one-line description",
-                            found: "an empty string".to_owned(),
+                            found: found.to_owned(),
                         },
                     ));
                 }
                 Ok(PermissionDef {
                     name: name.to_owned(),
-                    description: description.trim().to_owned(),
+                    description: description.to_owned(),
                 })
             })
             .collect()
@@ -131,7 +142,12 @@ impl Parser<'_> {
                 self.check_keys(
                     body,
                     &path,
-                    &["description", "gdpr-applies", "us-privacy-applies", "permissions"],
+                    &[
+                        "description",
+                        "gdpr-applies",
+                        "us-privacy-applies",
+                        "permissions",
+                    ],
                 )?;
                 let description = body
                     .get("description")
@@ -140,8 +156,11 @@ impl Parser<'_> {
                     .map(|text| text.trim().to_owned());
                 let gdpr_applies = self.bool(body, &path, "gdpr-applies")?;
                 let us_privacy_applies = self.bool(body, &path, "us-privacy-applies")?;
-                let baseline =
-                    self.group_permissions(self.required(body, &path, "permissions")?, &path, vocabulary)?;
+                let baseline = self.group_permissions(
+                    self.required(body, &path, "permissions")?,
+                    &path,
+                    vocabulary,
+                )?;
                 Ok(Group {
                     name: name.to_owned(),
                     description,
@@ -220,7 +239,10 @@ impl Parser<'_> {
                 )
             })?;
             if let Some(&(_, first)) = index.iter().find(|(existing, _)| *existing == key) {
-                let first = rules.get(first).map(|rule| rule.written.clone()).unwrap_or_default();
+                let first = rules
+                    .get(first)
+                    .map(|rule| rule.written.clone())
+                    .unwrap_or_default();
                 return Err(self.err(
                     &path,
                     InvalidPolicy::DuplicateRuleKey {
@@ -230,7 +252,10 @@ impl Parser<'_> {
                 ));
             }
             let (group, overrides) = self.rule_body(body, &path, groups, vocabulary)?;
-            let mut baseline = groups.get(group).map(|group| group.baseline).unwrap_or_default();
+            let mut baseline = groups
+                .get(group)
+                .map(|group| group.baseline)
+                .unwrap_or_default();
             for &item in &overrides {
                 baseline.set(item.permission(), item.acquisition());
             }
@@ -259,7 +284,11 @@ impl Parser<'_> {
             Value::Mapping(map) => {
                 self.check_keys(map, path, &["group", "overrides"])?;
                 let group_path = join(path, "group");
-                let group = self.str(self.required(map, path, "group")?, &group_path, "a group name")?;
+                let group = self.str(
+                    self.required(map, path, "group")?,
+                    &group_path,
+                    "a group name",
+                )?;
                 let group = self.group_ref(group, &group_path, groups)?;
                 let overrides = match map.get("overrides") {
                     None => Vec::new(),
@@ -371,8 +400,11 @@ impl Parser<'_> {
             let body = self.mapping(body, &entry_path)?;
             self.check_keys(body, &entry_path, &["permission", "legitimate-interest"])?;
             let permission_path = join(&entry_path, "permission");
-            let name =
-                self.str(self.required(body, &entry_path, "permission")?, &permission_path, "a permission name")?;
+            let name = self.str(
+                self.required(body, &entry_path, "permission")?,
+                &permission_path,
+                "a permission name",
+            )?;
             let id = self.permission_ref(name, &permission_path, vocabulary)?;
             let li_path = join(&entry_path, "legitimate-interest");
             let li = match body.get("legitimate-interest") {
@@ -389,7 +421,10 @@ impl Parser<'_> {
                 }
             };
             if li && TCF_LI_FORBIDDEN_PURPOSES.contains(&purpose) {
-                return Err(self.err(&li_path, InvalidPolicy::LegitimateInterestForbidden { purpose }));
+                return Err(self.err(
+                    &li_path,
+                    InvalidPolicy::LegitimateInterestForbidden { purpose },
+                ));
             }
             self.claim(&mut mapped_at, id, &permission_path, vocabulary)?;
             let bit = usize::from(purpose - 1);
@@ -406,9 +441,17 @@ impl Parser<'_> {
         }
 
         let features_path = join(path, "special-features");
-        let features = self.mapping(self.required(map, path, "special-features")?, &features_path)?;
+        let features = self.mapping(
+            self.required(map, path, "special-features")?,
+            &features_path,
+        )?;
         for (key, name) in features {
-            let feature = self.tcf_number(key, &features_path, "special feature", MAX_TCF_SPECIAL_FEATURE)?;
+            let feature = self.tcf_number(
+                key,
+                &features_path,
+                "special feature",
+                MAX_TCF_SPECIAL_FEATURE,
+            )?;
             let entry_path = join(&features_path, &feature.to_string());
             let name = self.str(name, &entry_path, "a permission name")?;
             let id = self.permission_ref(name, &entry_path, vocabulary)?;
@@ -481,7 +524,12 @@ impl Parser<'_> {
 
     // ---- value helpers: each names the path it failed at ----
 
-    fn permission_ref(&self, name: &str, path: &str, vocabulary: &Vocabulary<'_>) -> Result<PermissionId> {
+    fn permission_ref(
+        &self,
+        name: &str,
+        path: &str,
+        vocabulary: &Vocabulary<'_>,
+    ) -> Result<PermissionId> {
         vocabulary.id(name).ok_or_else(|| {
             self.err(
                 path,
@@ -588,7 +636,12 @@ impl Parser<'_> {
         })
     }
 
-    fn sequence<'v>(&self, value: &'v Value, path: &str, expected: &'static str) -> Result<&'v [Value]> {
+    fn sequence<'v>(
+        &self,
+        value: &'v Value,
+        path: &str,
+        expected: &'static str,
+    ) -> Result<&'v [Value]> {
         value.as_sequence().map(Vec::as_slice).ok_or_else(|| {
             self.err(
                 path,
@@ -638,7 +691,9 @@ impl Vocabulary<'_> {
     }
 
     fn name(&self, id: PermissionId) -> &str {
-        self.0.get(id.index()).map_or("", |permission| permission.name.as_str())
+        self.0
+            .get(id.index())
+            .map_or("", |permission| permission.name.as_str())
     }
 
     fn len(&self) -> usize {

@@ -140,7 +140,9 @@ impl PermissionSet {
 
 impl fmt::Debug for PermissionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(PermissionId::index)).finish()
+        f.debug_set()
+            .entries(self.iter().map(PermissionId::index))
+            .finish()
     }
 }
 

@@ -16,7 +16,9 @@
 //! precomputed at load time, so [`MatchedRule::resolve`] is a handful of bit operations.
 
 use super::error::PolicyError;
-use super::model::{Baseline, Group, Override, Policy, Rule, RuleKey, parse_country, parse_subdivision};
+use super::model::{
+    Baseline, Group, Override, Policy, Rule, RuleKey, parse_country, parse_subdivision,
+};
 use super::permission_set::PermissionSet;
 use super::signals::Signals;
 
@@ -56,7 +58,7 @@ impl MatchKind {
         match self {
             Self::Region => "region rule",
             Self::Country => "country rule",
-            Self::Default => "default country (geo.default_country)",
+            Self::Default => "geo.default_country, no rule matched",
         }
     }
 }
@@ -67,7 +69,10 @@ pub(crate) enum GeoInput {
     Absent,
     /// Present but not an ISO code this policy can match (e.g. `USA`, empty).
     Unrecognised,
-    Code { bytes: [u8; 3], len: u8 },
+    Code {
+        bytes: [u8; 3],
+        len: u8,
+    },
 }
 
 impl GeoInput {
@@ -135,7 +140,7 @@ impl Policy {
     /// Finds the rule for a request: the `CC/REGION` rule if any, else the `CC` rule, else
     /// `default_country`'s rule. Codes are ISO 3166-1 alpha-2 countries and ISO 3166-2
     /// subdivisions, any case, surrounding whitespace ignored; `region` may be given bare (`CA`)
-    /// or with its country (`US-CA`, `US/CA`). Unrecognisable codes count as absent.
+    /// or with its country (`US-CA`, `US/CA`). Blank and unrecognisable codes count as absent.
     /// Allocation-free.
     ///
     /// # Panics
@@ -148,16 +153,18 @@ impl Policy {
         region: Option<&str>,
         default_country: &DefaultCountry,
     ) -> MatchedRule<'_> {
-        let country_code = country.map(str::trim).map(parse_country);
+        let country_code = present(country).map(parse_country);
         let country_input = match country_code {
             None => GeoInput::Absent,
             Some(None) => GeoInput::Unrecognised,
             Some(Some(code)) => GeoInput::code(&code),
         };
         let country_code = country_code.flatten();
-        let region_code = region
-            .map(str::trim)
-            .map(|region| country_code.and_then(|country| normalise_region(region, country)));
+        let region_code = present(region).map(|region| match country_code {
+            Some(country) => normalise_region(region, country),
+            // Kept for explanations only: a region never matches without its country.
+            None => parse_subdivision(region),
+        });
         let region_input = match region_code {
             None => GeoInput::Absent,
             Some(None) => GeoInput::Unrecognised,
@@ -185,7 +192,8 @@ impl Policy {
                         .map(|rule| (rule, MatchKind::Country))
                 })
         });
-        let (rule, kind) = found.unwrap_or_else(|| (self.default_rule(default_country), MatchKind::Default));
+        let (rule, kind) =
+            found.unwrap_or_else(|| (self.default_rule(default_country), MatchKind::Default));
         self.matched(rule, kind, country_input, region_input)
     }
 
@@ -264,7 +272,13 @@ impl Policy {
         })
     }
 
-    fn matched(&self, rule: usize, kind: MatchKind, country: GeoInput, region: GeoInput) -> MatchedRule<'_> {
+    fn matched(
+        &self,
+        rule: usize,
+        kind: MatchKind,
+        country: GeoInput,
+        region: GeoInput,
+    ) -> MatchedRule<'_> {
         let rule = &self.rules[rule];
         MatchedRule {
             policy: self,
@@ -275,6 +289,11 @@ impl Policy {
             region,
         }
     }
+}
+
+/// A geo code with surrounding whitespace removed; blank counts as absent (an empty geo header).
+fn present(code: Option<&str>) -> Option<&str> {
+    code.map(str::trim).filter(|code| !code.is_empty())
 }
 
 /// `CA`, `US-CA` or `US/CA` (for country `US`) → `CA`, upper-cased and zero-padded.
@@ -372,7 +391,13 @@ impl<'p> MatchedRule<'p> {
         self.rule
             .overrides
             .iter()
-            .map(|item| format!("{}{}", item.sign(), self.policy.permission_name(item.permission())))
+            .map(|item| {
+                format!(
+                    "{}{}",
+                    item.sign(),
+                    self.policy.permission_name(item.permission())
+                )
+            })
             .collect()
     }
 }

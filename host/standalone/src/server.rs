@@ -284,6 +284,9 @@ fn run_decision(app: &App, peer: SocketAddr, head: http::request::Parts) -> (htt
             &mut providers,
         )
     };
+    for (kind, failure) in &decision.failures {
+        app.runtime.record_failure(*kind, failure);
+    }
     tracing::debug!(
         rule = %decision.rule.rule_key(),
         group = %decision.rule.group_name(),

@@ -1,8 +1,6 @@
 //! Jurisdiction matching and permission resolution against the shipped policy.
 
-use gatehouse_core::policy::{
-    Acquisition, MatchKind, Policy, PolicyError, Signals, UsOptOut,
-};
+use gatehouse_core::policy::{Acquisition, MatchKind, Policy, PolicyError, Signals, UsOptOut};
 
 use super::{default_country, embedded, gpc, id, minimal, names, set, tcf};
 
@@ -29,7 +27,10 @@ fn shipped_policy_parses_and_is_parsed_once() {
     assert_eq!(first.permission_count(), 13);
     assert_eq!(first.source(), "permissions.yaml");
     for group in ["gdpr-eu", "gdpr-uk", "us-opt-out", "non-regulated"] {
-        assert!(first.group_names().any(|name| name == group), "group `{group}`");
+        assert!(
+            first.group_names().any(|name| name == group),
+            "group `{group}`"
+        );
     }
 }
 
@@ -54,12 +55,19 @@ fn shipped_policy_covers_every_eu_and_eea_country_with_gdpr_eu() {
 fn shipped_policy_maps_every_permission_to_exactly_one_tcf_field() {
     let policy = embedded();
     for (permission, name, description) in policy.permissions() {
-        assert!(policy.tcf_source(permission).is_some(), "`{name}` is mapped to tcf");
+        assert!(
+            policy.tcf_source(permission).is_some(),
+            "`{name}` is mapped to tcf"
+        );
         assert!(!description.is_empty(), "`{name}` has a description");
     }
     for purpose in 1..=11 {
         let expected = matches!(purpose, 2 | 7 | 8 | 9 | 10 | 11);
-        assert_eq!(policy.tcf_legitimate_interest_allowed(purpose), expected, "purpose {purpose}");
+        assert_eq!(
+            policy.tcf_legitimate_interest_allowed(purpose),
+            expected,
+            "purpose {purpose}"
+        );
     }
 }
 
@@ -134,7 +142,9 @@ fn us_baseline_grants_everything_but_precise_geolocation() {
     assert!(!matched.gdpr_applies());
     assert!(matched.us_privacy_applies());
     assert_eq!(
-        matched.baseline().acquisition(id(policy, "use-precise-geolocation")),
+        matched
+            .baseline()
+            .acquisition(id(policy, "use-precise-geolocation")),
         Acquisition::RequiresSignal
     );
     assert_eq!(
@@ -153,7 +163,10 @@ fn us_gpc_revokes_exactly_the_gpc_revocation_list() {
     assert!(revoked.contains(id(policy, "select-personalised-ads")));
     let held = matched.resolve(&gpc());
     assert_eq!(held, baseline.difference(revoked));
-    assert!(held.contains(id(policy, "measure-ad-performance")), "measurement survives gpc");
+    assert!(
+        held.contains(id(policy, "measure-ad-performance")),
+        "measurement survives gpc"
+    );
 }
 
 #[test]
@@ -167,7 +180,10 @@ fn us_each_opt_out_signal_revokes_its_own_list() {
     };
     assert_eq!(
         matched.resolve(&targeted),
-        baseline.difference(set(policy, &["create-ads-profile", "select-personalised-ads"]))
+        baseline.difference(set(
+            policy,
+            &["create-ads-profile", "select-personalised-ads"]
+        ))
     );
     let us_privacy = Signals {
         us_privacy_opt_out: true,
@@ -236,7 +252,8 @@ fn us_ca_override_denies_device_scanning_even_with_tcf_opt_in() {
     assert!(!ca.resolve(&tcf(&[], &[], &[1, 2])).contains(scan));
     assert_eq!(
         ca.resolve(&Signals::default()),
-        us.resolve(&Signals::default()).difference(set(policy, &["scan-device-characteristics"]))
+        us.resolve(&Signals::default())
+            .difference(set(policy, &["scan-device-characteristics"]))
     );
 }
 
@@ -267,7 +284,8 @@ fn br_has_no_rule_and_falls_back_to_the_default_country() {
     assert_eq!(matched.rule_key(), "US/CA");
     assert_eq!(
         matched.resolve(&Signals::default()),
-        set(policy, &US_GRANTED_WITHOUT_SIGNAL).difference(set(policy, &["scan-device-characteristics"]))
+        set(policy, &US_GRANTED_WITHOUT_SIGNAL)
+            .difference(set(policy, &["scan-device-characteristics"]))
     );
 }
 
@@ -283,7 +301,11 @@ fn missing_or_unrecognised_geo_uses_the_default_country() {
         (Some("U1"), None),
     ] {
         let matched = policy.match_jurisdiction(country, region, &default);
-        assert_eq!(matched.match_kind(), MatchKind::Default, "{country:?} {region:?}");
+        assert_eq!(
+            matched.match_kind(),
+            MatchKind::Default,
+            "{country:?} {region:?}"
+        );
         assert_eq!(matched.rule_key(), "GB");
     }
 }
@@ -311,8 +333,16 @@ fn jurisdiction_matching_ignores_case_and_accepts_iso_3166_2_regions() {
         (" US ", " CA "),
     ] {
         let matched = policy.match_jurisdiction(Some(country), Some(region), &default);
-        assert_eq!(matched.match_kind(), MatchKind::Region, "{country:?} {region:?}");
-        assert_eq!(matched.rule_key(), "US/CA", "the key as written in the file");
+        assert_eq!(
+            matched.match_kind(),
+            MatchKind::Region,
+            "{country:?} {region:?}"
+        );
+        assert_eq!(
+            matched.rule_key(),
+            "US/CA",
+            "the key as written in the file"
+        );
     }
     let de = policy.match_jurisdiction(Some("de"), None, &default);
     assert_eq!(de.rule_key(), "DE");
@@ -332,7 +362,9 @@ fn default_country_is_validated_case_insensitively() {
     assert!(message.contains("permissions.yaml"), "{message}");
 
     // A region without its own rule does not silently fall back to the country.
-    let error = policy.default_country("US/NY").expect_err("US/NY has no rule");
+    let error = policy
+        .default_country("US/NY")
+        .expect_err("US/NY has no rule");
     assert!(matches!(error, PolicyError::UnknownDefaultCountry { .. }));
     assert!(matches!(
         policy.default_country("France"),
@@ -340,7 +372,11 @@ fn default_country_is_validated_case_insensitively() {
     ));
     let error = policy.default_country("  ").expect_err("empty is unset");
     assert_eq!(error, PolicyError::MissingDefaultCountry);
-    assert!(error.to_string().contains("`geo.default_country` is not set"));
+    assert!(
+        error
+            .to_string()
+            .contains("`geo.default_country` is not set")
+    );
 }
 
 #[test]
@@ -355,8 +391,14 @@ fn baseline_summary_describes_the_default_jurisdiction() {
     let us_ca = policy.baseline_summary(&default_country(policy, "US/CA"));
     assert!(us_ca.contains("-scan-device-characteristics"), "{us_ca}");
     assert!(us_ca.contains("11 of 13 permissions held"), "{us_ca}");
-    assert!(us_ca.contains("requires a signal [use-precise-geolocation]"), "{us_ca}");
-    assert!(us_ca.contains("denied [scan-device-characteristics]"), "{us_ca}");
+    assert!(
+        us_ca.contains("requires a signal [use-precise-geolocation]"),
+        "{us_ca}"
+    );
+    assert!(
+        us_ca.contains("denied [scan-device-characteristics]"),
+        "{us_ca}"
+    );
 }
 
 #[test]
@@ -364,10 +406,15 @@ fn opt_outs_are_honoured_in_non_regulated_countries_too() {
     let policy = embedded();
     let matched = policy.match_jurisdiction(Some("AU"), None, &default_country(policy, "FR"));
     assert_eq!(matched.group_name(), "non-regulated");
-    assert_eq!(matched.resolve(&Signals::default()), policy.all_permissions());
+    assert_eq!(
+        matched.resolve(&Signals::default()),
+        policy.all_permissions()
+    );
     assert_eq!(
         matched.resolve(&gpc()),
-        policy.all_permissions().difference(policy.revoked_by(UsOptOut::Gpc))
+        policy
+            .all_permissions()
+            .difference(policy.revoked_by(UsOptOut::Gpc))
     );
 }
 
@@ -376,7 +423,10 @@ fn plus_override_grants_a_permission_the_group_requires_a_signal_for() {
     let text = super::MINIMAL.replace("  FR: strict", "  FR: { group: strict, overrides: [+b] }");
     let policy = Policy::from_yaml_str(&text, "t.yaml").expect("valid");
     let fr = policy.match_jurisdiction(Some("FR"), None, &default_country(&policy, "FR"));
-    assert_eq!(fr.baseline().acquisition(id(&policy, "b")), Acquisition::Granted);
+    assert_eq!(
+        fr.baseline().acquisition(id(&policy, "b")),
+        Acquisition::Granted
+    );
     assert_eq!(names(&policy, fr.resolve(&Signals::default())), ["b"]);
     // `+b` makes it granted, so a TCF record is still authoritative for it.
     assert_eq!(names(&policy, fr.resolve(&tcf(&[1], &[], &[]))), ["a"]);
@@ -388,7 +438,10 @@ fn minus_override_denies_a_permission_whatever_the_signals() {
     let default = default_country(&policy, "FR");
     let us = policy.match_jurisdiction(Some("US"), None, &default);
     let ca = policy.match_jurisdiction(Some("US"), Some("CA"), &default);
-    assert_eq!(names(&policy, us.resolve(&Signals::default())), ["a", "b", "c"]);
+    assert_eq!(
+        names(&policy, us.resolve(&Signals::default())),
+        ["a", "b", "c"]
+    );
     assert_eq!(names(&policy, ca.resolve(&Signals::default())), ["a", "b"]);
     assert_eq!(names(&policy, ca.resolve(&gpc())), ["b"]);
 }
@@ -403,12 +456,19 @@ fn a_tcf_record_leaves_unmapped_granted_permissions_to_the_opt_outs() {
     let mut signals = tcf(&[1, 2], &[], &[]);
     assert_eq!(names(&policy, us.resolve(&signals)), ["a", "b", "c"]);
     signals.gpc = true;
-    assert_eq!(names(&policy, us.resolve(&signals)), ["a", "b"], "gpc still revokes unmapped `c`");
+    assert_eq!(
+        names(&policy, us.resolve(&signals)),
+        ["a", "b"],
+        "gpc still revokes unmapped `c`"
+    );
     // And `requires-signal` without a TCF mapping can never be held.
     let text = super::MINIMAL.replace("      c: denied", "      c: requires-signal");
     let policy = Policy::from_yaml_str(&text, "t.yaml").expect("valid");
     let fr = policy.match_jurisdiction(Some("FR"), None, &default_country(&policy, "FR"));
-    assert_eq!(names(&policy, fr.resolve(&tcf(&[1, 2, 3], &[3], &[1]))), ["a", "b"]);
+    assert_eq!(
+        names(&policy, fr.resolve(&tcf(&[1, 2, 3], &[3], &[1]))),
+        ["a", "b"]
+    );
 }
 
 #[test]
@@ -418,7 +478,9 @@ fn resolve_permissions_is_match_then_resolve() {
     let signals = tcf(&[1, 2], &[7], &[]);
     assert_eq!(
         policy.resolve_permissions(Some("de"), None, &default, &signals),
-        policy.match_jurisdiction(Some("DE"), None, &default).resolve(&signals)
+        policy
+            .match_jurisdiction(Some("DE"), None, &default)
+            .resolve(&signals)
     );
 }
 

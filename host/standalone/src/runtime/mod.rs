@@ -87,7 +87,7 @@ pub struct Limits {
 
 /// Why a provider could not be loaded. Always names the provider and its config key.
 #[derive(Debug, thiserror::Error)]
-#[error("provider `{provider}` (`[{key}]`): {reason}")]
+#[error("provider `{provider}` (`{key}`): {reason}")]
 pub struct LoadError {
     /// The provider's config name.
     pub provider: String,
@@ -99,6 +99,11 @@ pub struct LoadError {
 
 /// The epoch tick; deadlines are measured in ticks of this length.
 const TICK: Duration = Duration::from_millis(1);
+
+/// Deadline for `describe` at load time: the first instantiation of a component is slower than
+/// warm per-request calls (lazy initialisation, page faults), and startup must not fail on a
+/// briefly loaded machine. It still bounds a provider that loops in `describe`.
+const DESCRIBE_DEADLINE_TICKS: u64 = 2_000;
 
 /// A loaded provider: its manifest and its pre-linked instance template.
 struct Loaded<P> {
@@ -372,6 +377,7 @@ impl ProviderRuntime {
     ) -> Result<bindings::types::Manifest, LoadError> {
         let settings = Arc::new(sel.settings.clone());
         let mut store = self.new_store(empty_evidence(), settings);
+        store.set_epoch_deadline(DESCRIBE_DEADLINE_TICKS);
         f(&mut store).map_err(|e| LoadError {
             provider: sel.name.clone(),
             key: sel.key.clone(),
@@ -409,7 +415,15 @@ impl ProviderRuntime {
         })
     }
 
-    fn record_failure(&self, kind: ProviderKind, provider: &str, failure: &ProviderFailure) {
+    /// Logs and counts a failed provider call. The server calls this once for every failure of a
+    /// request's decision, so failures found by the runtime and by the core are counted alike.
+    pub fn record_failure(&self, kind: ProviderKind, failure: &ProviderFailure) {
+        let provider = match kind {
+            ProviderKind::Geo => self.geo.as_ref().map(|p| p.name.as_str()),
+            ProviderKind::Device => self.device.as_ref().map(|p| p.name.as_str()),
+            ProviderKind::EdgeCookie => self.ec.as_ref().map(|p| p.name.as_str()),
+        }
+        .unwrap_or("-");
         tracing::warn!(
             kind = kind.section(),
             provider,
@@ -556,7 +570,6 @@ pub struct RequestProviders<'a> {
 impl RequestProviders<'_> {
     fn run<P, R>(
         &self,
-        kind: ProviderKind,
         loaded: &Loaded<P>,
         call: impl FnOnce(&mut Store<CallState>, &P) -> Result<wasmtime::Result<Result<R, String>>, ProviderFailure>,
     ) -> Result<R, ProviderFailure> {
@@ -569,9 +582,6 @@ impl RequestProviders<'_> {
             Ok(Ok(Err(message))) => Err(ProviderFailure::Provider(message)),
             Ok(Ok(Ok(value))) => Ok(value),
         };
-        if let Err(failure) = &result {
-            self.rt.record_failure(kind, &loaded.name, failure);
-        }
         result
     }
 }
@@ -600,7 +610,7 @@ impl ProviderHost for RequestProviders<'_> {
         let Some(loaded) = self.rt.geo.as_ref() else {
             return Ok(Location::default());
         };
-        self.run(ProviderKind::Geo, loaded, |store, pre| {
+        self.run(loaded, |store, pre| {
             let b = pre
                 .instantiate(&mut *store)
                 .map_err(|e| instantiate_failure(store, &e))?;
@@ -621,7 +631,7 @@ impl ProviderHost for RequestProviders<'_> {
         let Some(loaded) = self.rt.device.as_ref() else {
             return Ok(Classification::default());
         };
-        self.run(ProviderKind::Device, loaded, |store, pre| {
+        self.run(loaded, |store, pre| {
             let b = pre
                 .instantiate(&mut *store)
                 .map_err(|e| instantiate_failure(store, &e))?;
@@ -647,7 +657,7 @@ impl ProviderHost for RequestProviders<'_> {
         let Some(loaded) = self.rt.ec.as_ref() else {
             return Ok(EcOutput::default());
         };
-        self.run(ProviderKind::EdgeCookie, loaded, |store, pre| {
+        self.run(loaded, |store, pre| {
             let b = pre
                 .instantiate(&mut *store)
                 .map_err(|e| instantiate_failure(store, &e))?;

@@ -1,1 +1,8 @@
-//! tests
+//! The standalone host's integration tests: the real `gatehouse` binary on loopback, with real
+//! provider components and a loopback origin. One test binary, one module per area.
+
+mod cli;
+mod hostile;
+mod serve;
+mod startup;
+mod support;

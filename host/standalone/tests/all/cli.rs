@@ -1,0 +1,89 @@
+//! The `permissions explain`, `consent decode` and `providers digest` commands.
+
+use crate::support::{component, run, sha256_of};
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn explain_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["permissions", "explain", "--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&stdout_of(&all)).expect("explain --json is JSON")
+}
+
+#[test]
+fn providers_digest_prints_the_sha256() {
+    let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HMAC"));
+    let out = stdout_of(&["providers", "digest", path.to_str().expect("utf-8")]);
+    assert_eq!(out.trim(), sha256_of(&path));
+}
+
+fn held(doc: &serde_json::Value) -> Vec<String> {
+    doc["held"]
+        .as_array()
+        .expect("held")
+        .iter()
+        .map(|v| v.as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn explain_de_without_consent_holds_nothing() {
+    let doc = explain_json(&["--country", "DE"]);
+    assert_eq!(doc["matched_rule"], "DE");
+    assert_eq!(doc["group"], "gdpr-eu");
+    assert_eq!(doc["gdpr_applies"], true);
+    assert!(held(&doc).is_empty(), "{doc}");
+    let text = stdout_of(&["permissions", "explain", "--country", "DE"]);
+    assert!(text.contains("gdpr-eu"), "{text}");
+    assert!(text.contains("store-on-device"), "{text}");
+}
+
+#[test]
+fn explain_gb_uses_the_uk_group() {
+    let doc = explain_json(&["--country", "gb"]);
+    assert_eq!(doc["matched_rule"], "GB");
+    assert_eq!(doc["group"], "gdpr-uk");
+    assert!(held(&doc).is_empty(), "{doc}");
+}
+
+#[test]
+fn explain_us_ca_with_and_without_gpc() {
+    let without = explain_json(&["--country", "US", "--region", "CA"]);
+    assert_eq!(without["matched_rule"], "US/CA");
+    assert_eq!(without["matched_by"], "region");
+    assert!(held(&without).contains(&"store-on-device".to_owned()), "{without}");
+    let with = explain_json(&["--country", "US", "--region", "CA", "--gpc"]);
+    assert_eq!(with["signals"]["gpc"], true);
+    assert!(held(&with).len() < held(&without).len(), "GPC revokes: {with}");
+    let text = stdout_of(&["permissions", "explain", "--country", "US", "--region", "CA", "--gpc"]);
+    assert!(text.to_lowercase().contains("gpc"), "the text names the deciding signal: {text}");
+}
+
+#[test]
+fn explain_br_falls_back_to_the_default_country() {
+    let fr = explain_json(&["--country", "BR"]);
+    assert_eq!(fr["matched_by"], "default");
+    assert_eq!(fr["matched_rule"], "FR", "FR is the default without --config");
+    let us = explain_json(&["--country", "BR", "--default-country", "US"]);
+    assert_eq!(us["matched_by"], "default");
+    assert_eq!(us["matched_rule"], "US");
+    assert!(!held(&us).is_empty());
+    let us_gpc = explain_json(&["--country", "BR", "--default-country", "US", "--gpc"]);
+    assert!(held(&us_gpc).len() < held(&us).len(), "{us_gpc}");
+}
+
+#[test]
+fn explain_with_an_unknown_default_country_fails() {
+    let out = run(&["permissions", "explain", "--country", "DE", "--default-country", "BR"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BR"), "{err}");
+}

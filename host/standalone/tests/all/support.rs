@@ -1,0 +1,307 @@
+//! Test support: temporary configs, the server process, a loopback origin and a tiny HTTP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A browser User-Agent (not a bot).
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+
+/// The HMAC passphrase the test configs use.
+pub const PASSPHRASE: &str = "test-passphrase";
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(label: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gatehouse-test-{}-{}-{label}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Path of a test component built by the host's build script.
+pub fn component(env_value: &str) -> PathBuf {
+    PathBuf::from(env_value)
+}
+
+/// Lowercase hex sha256 of a file.
+pub fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read component")))
+}
+
+/// The AOT cache shared by the servers of one test run (also exercises the cache).
+pub fn cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("gatehouse-test-cache-{}", std::process::id()))
+}
+
+/// Writes `config` into a temp dir and returns its path.
+pub fn write_config(label: &str, config: &str) -> PathBuf {
+    let dir = temp_dir(label);
+    let path = dir.join("gatehouse.toml");
+    std::fs::write(&path, config).expect("write config");
+    path
+}
+
+/// Runs `gatehouse` with `args` to completion.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("GATEHOUSE_LOG", "warn")
+        .output()
+        .expect("run gatehouse")
+}
+
+/// The standard test config: origin, default country, bundled providers; `extra` is appended.
+pub fn config(origin: &str, default_country: &str, extra: &str) -> String {
+    let cache = cache_dir().display().to_string();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.2"]
+
+[origin]
+url = "{origin}"
+
+[runtime]
+cache_dir = "{cache}"
+# Roomy, so a loaded CI machine cannot make a well-behaved provider miss its deadline; the hostile
+# tests set the 5 ms default back.
+call_timeout_ms = 1000
+
+[geo]
+default_country = "{default_country}"
+provider = "header-geo"
+
+[device]
+provider = "ua-device"
+
+{extra}
+"#
+    )
+}
+
+/// The `[ec]` section with the bundled HMAC provider.
+pub fn hmac_ec() -> String {
+    format!(
+        r#"
+[ec]
+provider = "hmac"
+cookie_domain = "example.test"
+
+[ec.providers.hmac]
+passphrase = "{PASSPHRASE}"
+"#
+    )
+}
+
+/// A running `gatehouse serve`.
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server with `config` and waits until it listens.
+    pub fn start(label: &str, config: &str) -> Self {
+        let path = write_config(label, config);
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("GATEHOUSE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let log_writer = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = log_writer.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("gatehouse listening on http://") {
+                    let _ = tx.send(addr.parse::<SocketAddr>().expect("listen address"));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => Self { child, addr, log },
+            Err(_) => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("server did not start; log:\n{}", log.lock().expect("log"));
+            }
+        }
+    }
+
+    /// Sends `GET path` with `headers` from 127.0.0.1.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        http_get(self.addr, path, headers)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// All values of header `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The single value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.all(name).first().copied()
+    }
+
+    /// The `Set-Cookie` value for cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.all("set-cookie")
+            .into_iter()
+            .find(|v| v.starts_with(&format!("{name}=")))
+    }
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("response head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A loopback origin that answers every request with 200 and records the request heads.
+pub struct Origin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Request heads received, in order.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Origin {
+    /// Starts the origin on a free loopback port.
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || serve_origin(stream, &seen));
+            }
+        });
+        Self { addr, requests }
+    }
+
+    /// `http://addr` for the config.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        if let Ok(mut seen) = seen.lock() {
+            seen.push(head);
+        }
+        let body = "<html><body>origin page</body></html>";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nX-Origin: yes\r\n\r\n{body}",
+            body.len()
+        );
+        if reader.get_mut().write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
