@@ -2,6 +2,13 @@
 //! same string. Bench strings are built by the small encoder below (its source is the fixture).
 //!
 //! Run: `cargo bench -p gatehouse-core --bench consent`.
+//!
+//! The restrictions case has no peer measurement: `iab_gpp` 0.1.2 reads publisher restriction
+//! entries as `MaxVendorId + IsRangeEncoding` instead of the TCF `NumEntries` range list, so it
+//! rejects standard strings with restrictions (ours are checked against published vectors).
+
+// `criterion_group!` generates an undocumented public function.
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::str::FromStr;
@@ -36,10 +43,10 @@ impl Bits {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut bits = self.0.clone();
         // Pad to whole bytes then to whole characters, as the IAB encoders do.
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push(false);
         }
-        while bits.len() % 6 != 0 {
+        while !bits.len().is_multiple_of(6) {
             bits.push(false);
         }
         bits.chunks(6)
@@ -82,9 +89,18 @@ fn vendor_section(w: &mut Bits, vendors: &Vendors) {
 fn tc_string(vendors: &Vendors, restrictions: u64) -> String {
     let mut w = Bits::default();
     let ds = 17_000_000_000u64; // 2023-11-14
-    w.put(2, 6).put(ds, 36).put(ds, 36).put(10, 12).put(1, 12).put(1, 6);
+    w.put(2, 6)
+        .put(ds, 36)
+        .put(ds, 36)
+        .put(10, 12)
+        .put(1, 12)
+        .put(1, 6);
     w.letters("EN").put(300, 12).put(4, 6).put(0, 1).put(0, 1);
-    w.put(0b1, 12).put(0xFF_FF00, 24).put(0x7F_0000, 24).put(0, 1).letters("DE");
+    w.put(0b1, 12)
+        .put(0xFF_FF00, 24)
+        .put(0x7F_0000, 24)
+        .put(0, 1)
+        .letters("DE");
     vendor_section(&mut w, vendors);
     vendor_section(&mut w, vendors);
     w.put(restrictions, 12);
@@ -126,10 +142,10 @@ fn gpp_header(ids: &[u16]) -> String {
         }
         let mut digits = vec![false; f.len()];
         let mut rest = n;
-        for i in (0..f.len()).rev() {
-            if f[i] <= rest {
+        for (i, &fi) in f.iter().enumerate().rev() {
+            if fi <= rest {
                 digits[i] = true;
-                rest -= f[i];
+                rest -= fi;
             }
         }
         while digits.last() == Some(&false) {
@@ -156,19 +172,27 @@ fn bench_tcf(c: &mut Criterion) {
         ("tcf_bitfield_10", tc_string(&Vendors::Bitfield(10), 0)),
         ("tcf_bitfield_100", tc_string(&Vendors::Bitfield(100), 0)),
         ("tcf_bitfield_500", tc_string(&Vendors::Bitfield(500), 0)),
-        ("tcf_range_500", tc_string(&Vendors::Range(125), 0)),
-        ("tcf_bitfield_500_restrictions", tc_string(&Vendors::Bitfield(500), 5)),
+        ("tcf_range_500", tc_string(&Vendors::Range(250), 0)),
+        (
+            "tcf_bitfield_500_restrictions",
+            tc_string(&Vendors::Bitfield(500), 5),
+        ),
     ];
     for (name, s) in &cases {
-        assert!(TcString::decode(s, DEFAULT_MAX_STRING_LENGTH).is_ok(), "{name}");
-        assert!(iab_gpp::sections::tcfeuv2::TcfEuV2::from_str(s).is_ok(), "{name} peer");
+        assert!(
+            TcString::decode(s, DEFAULT_MAX_STRING_LENGTH).is_ok(),
+            "{name}"
+        );
+        let peer_ok = iab_gpp::sections::tcfeuv2::TcfEuV2::from_str(s).is_ok();
         let mut g = c.benchmark_group(*name);
         g.bench_function("gatehouse", |b| {
             b.iter(|| TcString::decode(black_box(s), DEFAULT_MAX_STRING_LENGTH))
         });
-        g.bench_function("iab_gpp", |b| {
-            b.iter(|| iab_gpp::sections::tcfeuv2::TcfEuV2::from_str(black_box(s)))
-        });
+        if peer_ok {
+            g.bench_function("iab_gpp", |b| {
+                b.iter(|| iab_gpp::sections::tcfeuv2::TcfEuV2::from_str(black_box(s)))
+            });
+        }
         g.finish();
     }
 }
@@ -181,9 +205,15 @@ fn bench_gpp(c: &mut Criterion) {
         tc_string(&Vendors::Bitfield(500), 0)
     );
     for (name, s) in [("gpp_usnat", &usnat), ("gpp_tcfeuv2_uspv1", &eu_usp)] {
-        assert!(GppString::decode(s, DEFAULT_MAX_STRING_LENGTH).is_ok(), "{name}");
+        assert!(
+            GppString::decode(s, DEFAULT_MAX_STRING_LENGTH).is_ok(),
+            "{name}"
+        );
         let peer = iab_gpp::v1::GPPString::from_str(s).expect("peer parses");
-        assert!(peer.decode_all_sections().iter().all(Result::is_ok), "{name} peer");
+        assert!(
+            peer.decode_all_sections().iter().all(Result::is_ok),
+            "{name} peer"
+        );
         let mut g = c.benchmark_group(name);
         g.bench_function("gatehouse", |b| {
             b.iter(|| GppString::decode(black_box(s), DEFAULT_MAX_STRING_LENGTH))
@@ -241,4 +271,3 @@ criterion_group! {
     targets = bench_tcf, bench_gpp, bench_pipeline
 }
 criterion_main!(benches);
-

@@ -261,7 +261,8 @@ pub fn decide<'p>(
     let edge_cookie = match host.requirements(ProviderKind::EdgeCookie) {
         None => EdgeCookieDecision::NotConfigured,
         Some(required) => {
-            if !permissions.contains(ec_rules.store_on_device) || !permissions.contains_all(required)
+            if !permissions.contains(ec_rules.store_on_device)
+                || !permissions.contains_all(required)
             {
                 gated.push(ProviderKind::EdgeCookie);
                 EdgeCookieDecision::NotPermitted
@@ -306,6 +307,9 @@ pub fn decide<'p>(
 /// The longest Edge Cookie value accepted from a provider.
 pub const MAX_COOKIE_VALUE_LEN: usize = 256;
 
+/// An Edge Cookie provider's output after validation: the id and the allowlisted headers.
+type ValidOutput = (Option<String>, Vec<(String, String)>);
+
 /// Refuses output that breaks the provider contract: a `set-cookie` header (a provider may not set
 /// cookies of its own), or an Edge Cookie value that is not a non-empty RFC 6265 `cookie-value` of
 /// bounded length (so a provider cannot inject attributes with `;`). Returns the id and the
@@ -313,7 +317,7 @@ pub const MAX_COOKIE_VALUE_LEN: usize = 256;
 fn validate_output(
     output: EcOutput,
     allowed_headers: &[String],
-) -> Result<(Option<String>, Vec<(String, String)>), ProviderFailure> {
+) -> Result<ValidOutput, ProviderFailure> {
     if output
         .headers
         .iter()
@@ -348,8 +352,10 @@ fn filter_headers(headers: Vec<(String, String)>, allowed: &[String]) -> Vec<(St
         .into_iter()
         .filter_map(|(name, value)| {
             let name = name.to_ascii_lowercase();
-            let allowed = name != "set-cookie" && allowed.iter().any(|a| *a == name);
-            let value_ok = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            let allowed = name != "set-cookie" && allowed.contains(&name);
+            let value_ok = value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
             (allowed && value_ok).then_some((name, value))
         })
         .collect()
@@ -357,7 +363,12 @@ fn filter_headers(headers: Vec<(String, String)>, allowed: &[String]) -> Vec<(St
 
 /// Formats the `Set-Cookie` header value for an Edge Cookie.
 #[must_use]
-pub fn set_cookie_header(name: &str, value: &str, domain: Option<&str>, max_age_secs: u64) -> String {
+pub fn set_cookie_header(
+    name: &str,
+    value: &str,
+    domain: Option<&str>,
+    max_age_secs: u64,
+) -> String {
     let mut out = format!("{name}={value}");
     if let Some(domain) = domain {
         out.push_str("; Domain=");

@@ -19,12 +19,19 @@ const COMPONENTS: &[&str] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root");
     for dir in ["wit", "providers", "tests/guests"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     // `<outer target dir>/components`: OUT_DIR is `<target>/<profile>/build/<pkg>-<hash>/out`.
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));
@@ -36,7 +43,14 @@ fn main() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "component", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "component",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for package in COMPONENTS {
         cmd.args(["-p", package]);
@@ -58,11 +72,12 @@ fn main() {
     let output = cmd.output().expect("run cargo for the wasm components");
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-            "\n\nhint: run `rustup target add wasm32-wasip2`"
-        } else {
-            ""
-        };
+        let hint =
+            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+                "\n\nhint: run `rustup target add wasm32-wasip2`"
+            } else {
+                ""
+            };
         panic!("building the provider components failed:\n{stderr}{hint}");
     }
     for package in COMPONENTS {

@@ -59,10 +59,13 @@ impl AdditionalConsent {
             "version": self.version,
             "consented_providers": self.consented_providers,
         });
-        if self.version == 2 {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert("disclosed_providers".into(), json!(self.disclosed_providers));
-            }
+        if self.version == 2
+            && let Some(obj) = v.as_object_mut()
+        {
+            obj.insert(
+                "disclosed_providers".into(),
+                json!(self.disclosed_providers),
+            );
         }
         v
     }
@@ -80,12 +83,11 @@ fn parse_ids(list: &str) -> Result<Vec<u32>, ConsentError> {
                     reason: "provider ids must be positive integers separated by `.`",
                 });
             }
-            s.parse::<u32>()
-                .ok()
-                .filter(|&id| id > 0)
-                .ok_or(ConsentError::InvalidAdditionalConsent {
+            s.parse::<u32>().ok().filter(|&id| id > 0).ok_or(
+                ConsentError::InvalidAdditionalConsent {
                     reason: "provider ids must be positive integers separated by `.`",
-                })
+                },
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     ids.sort_unstable();

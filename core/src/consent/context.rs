@@ -191,15 +191,18 @@ impl ConsentContext {
             tcf = None;
             expired = true;
         }
-        if let Some(g) = gpp.as_mut() {
-            if g.tcf_eu().is_some_and(is_expired) {
-                g.remove_section(TCFEUV2);
-                expired = true;
-            }
+        if let Some(g) = gpp.as_mut()
+            && g.tcf_eu().is_some_and(is_expired)
+        {
+            g.remove_section(TCFEUV2);
+            expired = true;
         }
 
-        let (tcf_choice, tcf_conflict) =
-            resolve_conflict(config, tcf.as_ref(), gpp.as_ref().and_then(GppString::tcf_eu));
+        let (tcf_choice, tcf_conflict) = resolve_conflict(
+            config,
+            tcf.as_ref(),
+            gpp.as_ref().and_then(GppString::tcf_eu),
+        );
 
         // GPC → US Privacy, only where US privacy applies and nothing came in.
         let mut us_privacy_synthesized = false;
@@ -347,8 +350,7 @@ impl ConsentContext {
                     (Some(a), Some(b)) => Some(TcfSignal {
                         purpose_consents: a.purpose_consents | b.purpose_consents,
                         purpose_li: a.purpose_li | b.purpose_li,
-                        special_feature_optins: a.special_feature_optins
-                            | b.special_feature_optins,
+                        special_feature_optins: a.special_feature_optins | b.special_feature_optins,
                     }),
                     (a, b) => a.or(b),
                 }

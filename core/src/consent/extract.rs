@@ -87,10 +87,10 @@ impl RawSignals {
             }
         }
         let from_header = |slot: &mut Option<String>, name: &Option<String>| {
-            if slot.is_none() {
-                if let Some(v) = name.as_deref().and_then(|n| headers.header(n)) {
-                    *slot = clean_value(v);
-                }
+            if slot.is_none()
+                && let Some(v) = name.as_deref().and_then(|n| headers.header(n))
+            {
+                *slot = clean_value(v);
             }
         };
         from_header(&mut raw.tc_string, &hn.tc_string);
@@ -125,16 +125,15 @@ fn percent_decode(v: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(byte) = b
+        if b[i] == b'%'
+            && let Some(byte) = b
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        {
+            out.push(byte);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

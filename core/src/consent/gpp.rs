@@ -82,17 +82,17 @@ impl GppString {
         let mut last: u16 = 0;
         for _ in 0..entries {
             let is_range = r.read_bool("section_ids")?;
-            let start = last
-                .checked_add(r.read_fibonacci("section_ids")?)
-                .ok_or(ConsentError::InvalidFibonacci {
+            let start = last.checked_add(r.read_fibonacci("section_ids")?).ok_or(
+                ConsentError::InvalidFibonacci {
                     field: "section_ids",
-                })?;
+                },
+            )?;
             let end = if is_range {
-                start
-                    .checked_add(r.read_fibonacci("section_ids")?)
-                    .ok_or(ConsentError::InvalidFibonacci {
+                start.checked_add(r.read_fibonacci("section_ids")?).ok_or(
+                    ConsentError::InvalidFibonacci {
                         field: "section_ids",
-                    })?
+                    },
+                )?
             } else {
                 start
             };
@@ -204,12 +204,20 @@ fn decode_section(id: u16, body: &str, max_len: usize) -> Result<GppSection, Con
 /// [`ConsentError::InvalidGppSid`] for anything else.
 pub fn parse_gpp_sid(value: &str) -> Result<Vec<u16>, ConsentError> {
     let value = value.trim();
+    if value == "-1" {
+        // GPP's "no section applies".
+        return Ok(Vec::new());
+    }
     if value.is_empty() || value.len() > 512 {
         return Err(ConsentError::InvalidGppSid);
     }
     let ids = value
         .split([',', '_'])
-        .map(|s| s.trim().parse::<u16>().map_err(|_| ConsentError::InvalidGppSid))
+        .map(|s| {
+            s.trim()
+                .parse::<u16>()
+                .map_err(|_| ConsentError::InvalidGppSid)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.len() > 64 {
         return Err(ConsentError::InvalidGppSid);

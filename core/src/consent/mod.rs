@@ -27,7 +27,9 @@ use std::str::FromStr;
 use serde_json::Value;
 
 pub use ac::AdditionalConsent;
-pub use config::{ConflictMode, ConsentConfig, CookieNames, DEFAULT_MAX_STRING_LENGTH, HeaderNames};
+pub use config::{
+    ConflictMode, ConsentConfig, CookieNames, DEFAULT_MAX_STRING_LENGTH, HeaderNames,
+};
 pub use context::{
     ConsentContext, ConsentFingerprint, ConsentInput, ConsentWarning, JurisdictionFacts,
     SignalSource, TcfChoice, fingerprint,
@@ -80,7 +82,9 @@ impl FromStr for SignalKind {
             "gpp" => Ok(SignalKind::Gpp),
             "usp" => Ok(SignalKind::Usp),
             "ac" => Ok(SignalKind::Ac),
-            _ => Err(ConsentError::UnknownSignalKind(s.chars().take(32).collect())),
+            _ => Err(ConsentError::UnknownSignalKind(
+                s.chars().take(32).collect(),
+            )),
         }
     }
 }

@@ -71,267 +71,355 @@ macro_rules! layout {
 
 const VERSION: Field = Int("version", 6);
 
-static USNAT_V1: UsLayout = layout!(7, "usnat", [
-    VERSION,
-    Int("sharing_notice", 2),
-    Int("sale_opt_out_notice", 2),
-    Int("sharing_opt_out_notice", 2),
-    Int("targeted_advertising_opt_out_notice", 2),
-    Int("sensitive_data_processing_opt_out_notice", 2),
-    Int("sensitive_data_limit_use_notice", 2),
-    Int("sale_opt_out", 2),
-    Int("sharing_opt_out", 2),
-    Int("targeted_advertising_opt_out", 2),
-    List("sensitive_data_processing", 12),
-    List("known_child_sensitive_data_consents", 2),
-    Int("personal_data_consents", 2),
-] + mspa);
+static USNAT_V1: UsLayout = layout!(
+    7,
+    "usnat",
+    [
+        VERSION,
+        Int("sharing_notice", 2),
+        Int("sale_opt_out_notice", 2),
+        Int("sharing_opt_out_notice", 2),
+        Int("targeted_advertising_opt_out_notice", 2),
+        Int("sensitive_data_processing_opt_out_notice", 2),
+        Int("sensitive_data_limit_use_notice", 2),
+        Int("sale_opt_out", 2),
+        Int("sharing_opt_out", 2),
+        Int("targeted_advertising_opt_out", 2),
+        List("sensitive_data_processing", 12),
+        List("known_child_sensitive_data_consents", 2),
+        Int("personal_data_consents", 2),
+    ] + mspa
+);
 
-static USNAT_V2: UsLayout = layout!(7, "usnat", [
-    VERSION,
-    Int("sharing_notice", 2),
-    Int("sale_opt_out_notice", 2),
-    Int("sharing_opt_out_notice", 2),
-    Int("targeted_advertising_opt_out_notice", 2),
-    Int("sensitive_data_processing_opt_out_notice", 2),
-    Int("sensitive_data_limit_use_notice", 2),
-    Int("sale_opt_out", 2),
-    Int("sharing_opt_out", 2),
-    Int("targeted_advertising_opt_out", 2),
-    List("sensitive_data_processing", 16),
-    List("known_child_sensitive_data_consents", 3),
-    Int("personal_data_consents", 2),
-] + mspa);
+static USNAT_V2: UsLayout = layout!(
+    7,
+    "usnat",
+    [
+        VERSION,
+        Int("sharing_notice", 2),
+        Int("sale_opt_out_notice", 2),
+        Int("sharing_opt_out_notice", 2),
+        Int("targeted_advertising_opt_out_notice", 2),
+        Int("sensitive_data_processing_opt_out_notice", 2),
+        Int("sensitive_data_limit_use_notice", 2),
+        Int("sale_opt_out", 2),
+        Int("sharing_opt_out", 2),
+        Int("targeted_advertising_opt_out", 2),
+        List("sensitive_data_processing", 16),
+        List("known_child_sensitive_data_consents", 3),
+        Int("personal_data_consents", 2),
+    ] + mspa
+);
 
 /// State layouts whose notices are `sharing_notice, sale_opt_out_notice,
 /// targeted_advertising_opt_out_notice` (VA, CO, CT, MT) or `processing_notice, ...` (FL, OR, TX,
 /// DE, NE, NH, NJ, TN, MN); they differ in list lengths and trailing fields.
 static STATES: [UsLayout; 16] = [
-    layout!(8, "usca", [
-        VERSION,
-        Int("sale_opt_out_notice", 2),
-        Int("sharing_opt_out_notice", 2),
-        Int("sensitive_data_limit_use_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("sharing_opt_out", 2),
-        List("sensitive_data_processing", 9),
-        List("known_child_sensitive_data_consents", 2),
-        Int("personal_data_consents", 2),
-    ] + mspa),
-    layout!(9, "usva", [
-        VERSION,
-        Int("sharing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-    ] + mspa),
-    layout!(10, "usco", [
-        VERSION,
-        Int("sharing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 7),
-        Int("known_child_sensitive_data_consents", 2),
-    ] + mspa),
-    layout!(11, "usut", [
-        VERSION,
-        Int("sharing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sensitive_data_processing_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-    ] + mspa),
-    layout!(12, "usct", [
-        VERSION,
-        Int("sharing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        List("known_child_sensitive_data_consents", 3),
-    ] + mspa),
-    layout!(13, "usfl", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        List("known_child_sensitive_data_consents", 3),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(14, "usmt", [
-        VERSION,
-        Int("sharing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        List("known_child_sensitive_data_consents", 3),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(15, "usor", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 11),
-        List("known_child_sensitive_data_consents", 3),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(16, "ustx", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(17, "usde", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 9),
-        List("known_child_sensitive_data_consents", 5),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(18, "usia", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sensitive_data_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-    ] + mspa),
-    layout!(19, "usne", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(20, "usnh", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        List("known_child_sensitive_data_consents", 3),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(21, "usnj", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 10),
-        List("known_child_sensitive_data_consents", 5),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(22, "ustn", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
-    layout!(23, "usmn", [
-        VERSION,
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        List("sensitive_data_processing", 8),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ] + mspa),
+    layout!(
+        8,
+        "usca",
+        [
+            VERSION,
+            Int("sale_opt_out_notice", 2),
+            Int("sharing_opt_out_notice", 2),
+            Int("sensitive_data_limit_use_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("sharing_opt_out", 2),
+            List("sensitive_data_processing", 9),
+            List("known_child_sensitive_data_consents", 2),
+            Int("personal_data_consents", 2),
+        ] + mspa
+    ),
+    layout!(
+        9,
+        "usva",
+        [
+            VERSION,
+            Int("sharing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+        ] + mspa
+    ),
+    layout!(
+        10,
+        "usco",
+        [
+            VERSION,
+            Int("sharing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 7),
+            Int("known_child_sensitive_data_consents", 2),
+        ] + mspa
+    ),
+    layout!(
+        11,
+        "usut",
+        [
+            VERSION,
+            Int("sharing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sensitive_data_processing_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+        ] + mspa
+    ),
+    layout!(
+        12,
+        "usct",
+        [
+            VERSION,
+            Int("sharing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            List("known_child_sensitive_data_consents", 3),
+        ] + mspa
+    ),
+    layout!(
+        13,
+        "usfl",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            List("known_child_sensitive_data_consents", 3),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        14,
+        "usmt",
+        [
+            VERSION,
+            Int("sharing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            List("known_child_sensitive_data_consents", 3),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        15,
+        "usor",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 11),
+            List("known_child_sensitive_data_consents", 3),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        16,
+        "ustx",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        17,
+        "usde",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 9),
+            List("known_child_sensitive_data_consents", 5),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        18,
+        "usia",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sensitive_data_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+        ] + mspa
+    ),
+    layout!(
+        19,
+        "usne",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        20,
+        "usnh",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            List("known_child_sensitive_data_consents", 3),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        21,
+        "usnj",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 10),
+            List("known_child_sensitive_data_consents", 5),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        22,
+        "ustn",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
+    layout!(
+        23,
+        "usmn",
+        [
+            VERSION,
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            List("sensitive_data_processing", 8),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ] + mspa
+    ),
 ];
 
 /// The MSPA-first layouts of the 2025 state sections (MD, IN, KY, RI): the core segment opens with
 /// `mspa_version, mspa_covered_transaction, mspa_mode` (iabgpp-es `Us{Md,In,Ky,Ri}CoreSegment`).
 static MSPA_STATES: [UsLayout; 4] = [
-    layout!(24, "usmd", [
-        Int("mspa_version", 6),
-        Int("mspa_covered_transaction", 2),
-        Int("mspa_mode", 2),
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        Int("additional_data_processing_consent", 2),
-    ]),
-    layout!(25, "usin", [
-        Int("mspa_version", 6),
-        Int("mspa_covered_transaction", 2),
-        Int("mspa_mode", 2),
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ]),
-    layout!(26, "usky", [
-        Int("mspa_version", 6),
-        Int("mspa_covered_transaction", 2),
-        Int("mspa_mode", 2),
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ]),
-    layout!(27, "usri", [
-        Int("mspa_version", 6),
-        Int("mspa_covered_transaction", 2),
-        Int("mspa_mode", 2),
-        Int("processing_notice", 2),
-        Int("sale_opt_out_notice", 2),
-        Int("targeted_advertising_opt_out_notice", 2),
-        Int("sale_opt_out", 2),
-        Int("targeted_advertising_opt_out", 2),
-        Int("known_child_sensitive_data_consents", 2),
-        Int("additional_data_processing_consent", 2),
-    ]),
+    layout!(
+        24,
+        "usmd",
+        [
+            Int("mspa_version", 6),
+            Int("mspa_covered_transaction", 2),
+            Int("mspa_mode", 2),
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            Int("additional_data_processing_consent", 2),
+        ]
+    ),
+    layout!(
+        25,
+        "usin",
+        [
+            Int("mspa_version", 6),
+            Int("mspa_covered_transaction", 2),
+            Int("mspa_mode", 2),
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ]
+    ),
+    layout!(
+        26,
+        "usky",
+        [
+            Int("mspa_version", 6),
+            Int("mspa_covered_transaction", 2),
+            Int("mspa_mode", 2),
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ]
+    ),
+    layout!(
+        27,
+        "usri",
+        [
+            Int("mspa_version", 6),
+            Int("mspa_covered_transaction", 2),
+            Int("mspa_mode", 2),
+            Int("processing_notice", 2),
+            Int("sale_opt_out_notice", 2),
+            Int("targeted_advertising_opt_out_notice", 2),
+            Int("sale_opt_out", 2),
+            Int("targeted_advertising_opt_out", 2),
+            Int("known_child_sensitive_data_consents", 2),
+            Int("additional_data_processing_consent", 2),
+        ]
+    ),
 ];
 
 /// Whether `id` is a US section this module decodes (7..=27).
@@ -350,10 +438,7 @@ pub fn us_section_name(id: u16) -> Option<&'static str> {
 }
 
 fn layout_for_state(id: u16) -> Option<&'static UsLayout> {
-    STATES
-        .iter()
-        .chain(MSPA_STATES.iter())
-        .find(|l| l.id == id)
+    STATES.iter().chain(MSPA_STATES.iter()).find(|l| l.id == id)
 }
 
 /// A decoded GPP US section.
@@ -497,7 +582,10 @@ impl UsSection {
         for field in self.layout.fields {
             match *field {
                 Int(name, _) => {
-                    obj.insert(name.into(), json!(self.values.get(at).copied().unwrap_or(0)));
+                    obj.insert(
+                        name.into(),
+                        json!(self.values.get(at).copied().unwrap_or(0)),
+                    );
                     at += 1;
                 }
                 List(name, len) => {

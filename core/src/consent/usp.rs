@@ -86,7 +86,11 @@ impl FromStr for UsPrivacy {
 
 impl fmt::Display for UsPrivacy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}{}", self.version, self.notice, self.opt_out_sale, self.lspa)
+        write!(
+            f,
+            "{}{}{}{}",
+            self.version, self.notice, self.opt_out_sale, self.lspa
+        )
     }
 }
 

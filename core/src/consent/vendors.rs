@@ -66,10 +66,7 @@ impl VendorSet {
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Bits(words) => words.iter().map(|w| w.count_ones() as usize).sum(),
-            Repr::Ranges(ranges) => ranges
-                .iter()
-                .map(|&(s, e)| usize::from(e - s) + 1)
-                .sum(),
+            Repr::Ranges(ranges) => ranges.iter().map(|&(s, e)| usize::from(e - s) + 1).sum(),
         }
     }
 
@@ -105,7 +102,8 @@ impl VendorSet {
     /// Builds a set from ids in any order (used by tests and the Additional Consent decoder).
     #[must_use]
     pub fn from_ids(ids: &[u16]) -> Self {
-        let mut ranges: Vec<(u16, u16)> = ids.iter().filter(|&&i| i != 0).map(|&i| (i, i)).collect();
+        let mut ranges: Vec<(u16, u16)> =
+            ids.iter().filter(|&&i| i != 0).map(|&i| (i, i)).collect();
         normalize(&mut ranges);
         let max_id = ranges.last().map_or(0, |&(_, e)| e);
         VendorSet {
@@ -150,34 +148,38 @@ impl Iterator for VendorIter<'_> {
             },
             Repr::Ranges(ranges) => {
                 if let Some((cur, end)) = self.next_in_range {
-                    self.next_in_range = (cur < end).then(|| (cur + 1, end));
+                    self.next_in_range = successor(cur, end);
                     return Some(cur);
                 }
                 let &(start, end) = ranges.get(self.index)?;
                 self.index += 1;
-                self.next_in_range = (start < end).then(|| (start + 1, end));
+                self.next_in_range = successor(start, end);
                 Some(start)
             }
         }
     }
 }
 
+/// The next id of an inclusive range after `cur`, if any (no overflow at 65 535).
+fn successor(cur: u16, end: u16) -> Option<(u16, u16)> {
+    if cur < end {
+        Some((cur + 1, end))
+    } else {
+        None
+    }
+}
+
 /// Sorts and merges overlapping or adjacent ranges in place.
 fn normalize(ranges: &mut Vec<(u16, u16)>) {
     ranges.sort_unstable();
-    let mut out = 0;
-    for i in 0..ranges.len() {
-        let (s, e) = ranges[i];
-        if out > 0 && u32::from(s) <= u32::from(ranges[out - 1].1) + 1 {
-            if e > ranges[out - 1].1 {
-                ranges[out - 1].1 = e;
-            }
-        } else {
-            ranges[out] = (s, e);
-            out += 1;
+    let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if u32::from(s) <= u32::from(last.1) + 1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
         }
     }
-    ranges.truncate(out);
+    *ranges = merged;
 }
 
 /// Reads a TCF vendor section: `MaxVendorId(16) IsRangeEncoding(1)` then a bitfield of
@@ -246,10 +248,10 @@ pub(crate) fn read_range_entries(
         if start == 0 || start > end {
             return Err(ConsentError::InvalidRange { field, start, end });
         }
-        if let Some(max) = max_id {
-            if end > max {
-                return Err(ConsentError::RangeBeyondMax { field, end, max });
-            }
+        if let Some(max) = max_id
+            && end > max
+        {
+            return Err(ConsentError::RangeBeyondMax { field, end, max });
         }
         if let Some(&(_, prev_end)) = ranges.last() {
             sorted &= u32::from(start) > u32::from(prev_end) + 1;

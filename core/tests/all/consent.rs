@@ -146,8 +146,8 @@ fn tcf_bitfield_all_fields_cpan() {
         t.vendor_consents.to_vec(),
         vec![
             2, 3, 6, 7, 8, 10, 12, 13, 14, 15, 16, 21, 25, 27, 30, 31, 34, 35, 37, 38, 39, 42, 43,
-            49, 52, 54, 55, 56, 57, 59, 60, 63, 64, 65, 66, 67, 68, 69, 73, 74, 76, 78, 83, 86,
-            87, 89, 90, 92, 96, 99, 100, 106, 109, 110, 114, 115
+            49, 52, 54, 55, 56, 57, 59, 60, 63, 64, 65, 66, 67, 68, 69, 73, 74, 76, 78, 83, 86, 87,
+            89, 90, 92, 96, 99, 100, 106, 109, 110, 114, 115
         ]
     );
     assert_eq!(
@@ -209,9 +209,9 @@ fn tcf_range_cpan() {
 fn tcf_publisher_restrictions_cpan() {
     // Source: GDPR-IAB-TCFv2 t/01-parse.t, "check publisher restriction #1" and "#2".
     let restricted = |t: &TcString, purpose: u8, kind: u8, vendor: u16| {
-        t.pub_restrictions
-            .iter()
-            .any(|r| r.purpose == purpose && r.restriction_type == kind && r.vendors.contains(vendor))
+        t.pub_restrictions.iter().any(|r| {
+            r.purpose == purpose && r.restriction_type == kind && r.vendors.contains(vendor)
+        })
     };
     let t = tc("COwAdDhOwAdDhN4ABAENAPCgAAQAAv___wAAAFP_AAp_4AI6ACACAA");
     assert!(!restricted(&t, 1, 0, 284));
@@ -247,9 +247,13 @@ fn tcf_publisher_restrictions_cpan() {
     )
     .expect("json");
     let list = j["pub_restrictions"].as_array().expect("array");
-    assert!(list.iter().any(|r| r["purpose"] == 7
-        && r["type"] == 1
-        && r["vendors"].as_array().is_some_and(|v| v.contains(&json!(32)))));
+    assert!(list.iter().any(|r| {
+        r["purpose"] == 7
+            && r["type"] == 1
+            && r["vendors"]
+                .as_array()
+                .is_some_and(|v| v.contains(&json!(32)))
+    }));
 }
 
 #[test]
@@ -280,7 +284,9 @@ fn tcf_malformed_strings_are_rejected() {
         ConsentError::UnsupportedVersion { found: 3, .. }
     ));
     assert!(matches!(
-        err("COyfVVoOyfVVoADACHENAwCAAAAAAAAAAAAAE5QBgALgAqgD8AQACSwEygJyAnSAMABgAFkAgQCDASeAmYBOgA!A"),
+        err(
+            "COyfVVoOyfVVoADACHENAwCAAAAAAAAAAAAAE5QBgALgAqgD8AQACSwEygJyAnSAMABgAFkAgQCDASeAmYBOgA!A"
+        ),
         ConsentError::InvalidBase64 { .. }
     ));
     assert!(matches!(err("Clc"), ConsentError::Truncated { .. }));
@@ -325,7 +331,9 @@ fn tcf_hostile_claims_fail_without_allocating() {
     let bitfield = format!("{core}P__gAAAA");
     assert!(matches!(
         TcString::decode(&bitfield, MAX).expect_err("hostile bitfield"),
-        ConsentError::Truncated { field: "vendor_consents" }
+        ConsentError::Truncated {
+            field: "vendor_consents"
+        }
     ));
     // "P__-": same with IsRangeEncoding 1, a 3584-entry count and a first entry starting at 0.
     let range = format!("{core}P__-AAAAAA");
@@ -339,7 +347,11 @@ fn tcf_hostile_claims_fail_without_allocating() {
     let backwards = format!("{core}{}", bits_to_base64url(&bits));
     assert_eq!(
         TcString::decode(&backwards, MAX).expect_err("backwards range"),
-        ConsentError::InvalidRange { field: "vendor_consents", start: 5, end: 3 }
+        ConsentError::InvalidRange {
+            field: "vendor_consents",
+            start: 5,
+            end: 3
+        }
     );
     // A range entry beyond MaxVendorId.
     let mut bits = String::from("001");
@@ -347,7 +359,11 @@ fn tcf_hostile_claims_fail_without_allocating() {
     let beyond = format!("{core}{}", bits_to_base64url(&bits));
     assert!(matches!(
         TcString::decode(&beyond, MAX).expect_err("beyond max"),
-        ConsentError::RangeBeyondMax { end: 11, max: 10, .. }
+        ConsentError::RangeBeyondMax {
+            end: 11,
+            max: 10,
+            ..
+        }
     ));
 }
 
@@ -364,7 +380,10 @@ fn gpp_tcfeuv2_with_publisher_and_disclosed_segments() {
     assert_eq!(g.section_ids, vec![2]);
     let t = g.tcf_eu().expect("tcfeuv2");
     assert_eq!(t.created / 10, 1_582_243_059);
-    assert_eq!((t.cmp_id, t.cmp_version, t.vendor_list_version), (27, 0, 15));
+    assert_eq!(
+        (t.cmp_id, t.cmp_version, t.vendor_list_version),
+        (27, 0, 15)
+    );
     assert_eq!(ids(t.purpose_consents), vec![1, 2, 3]);
     assert_eq!(t.vendor_consents.to_vec(), vec![2, 6, 8]);
     assert_eq!(t.vendor_li.to_vec(), vec![2, 6, 8]);
@@ -377,7 +396,9 @@ fn gpp_tcfeuv2_with_publisher_and_disclosed_segments() {
     assert_eq!(ids(p.pub_purpose_consents), vec![3, 16]);
     assert_eq!(
         ids(p.pub_purpose_li),
-        vec![1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24]
+        vec![
+            1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24
+        ]
     );
     assert_eq!(p.custom_consents, 0b1011);
     assert_eq!(p.custom_li, 0b1010);
@@ -416,7 +437,10 @@ fn gpp_usnat_v1_with_and_without_gpc() {
     );
     assert_eq!(us.field("mspa_covered_transaction"), Some(UsValue::Int(1)));
     assert_eq!(us.field("mspa_opt_out_option_mode"), Some(UsValue::Int(1)));
-    assert_eq!(us.field("mspa_service_provider_mode"), Some(UsValue::Int(2)));
+    assert_eq!(
+        us.field("mspa_service_provider_mode"),
+        Some(UsValue::Int(2))
+    );
 
     let g = gpp("DBABLA~BVVVVVVVVWA");
     let us = g.us_sections().next().expect("usnat");
@@ -471,7 +495,10 @@ fn gpp_us_state_sections() {
         Some(UsValue::List(&[2, 2]))
     );
     assert_eq!(ca.field("personal_data_consents"), Some(UsValue::Int(2)));
-    assert_eq!(ca.field("mspa_service_provider_mode"), Some(UsValue::Int(2)));
+    assert_eq!(
+        ca.field("mspa_service_provider_mode"),
+        Some(UsValue::Int(2))
+    );
 
     // Source: iabgpp-rs tests/data/usva_opted_out.txt.
     let g = gpp("DBABRg~BVVVVWY");
@@ -519,10 +546,19 @@ fn gpp_tcfcav1() {
         panic!("tcfcav1 missing");
     };
     assert_eq!(ca.created / 10, 1_738_195_200);
-    assert_eq!((ca.cmp_id, ca.cmp_version, ca.vendor_list_version), (1000, 1, 116));
+    assert_eq!(
+        (ca.cmp_id, ca.cmp_version, ca.vendor_list_version),
+        (1000, 1, 116)
+    );
     assert_eq!(&ca.consent_language, b"BG");
-    assert_eq!(ids(ca.purpose_express_consents), (1..=9).collect::<Vec<_>>());
-    assert_eq!(ids(ca.purpose_implied_consents), (1..=9).collect::<Vec<_>>());
+    assert_eq!(
+        ids(ca.purpose_express_consents),
+        (1..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(ca.purpose_implied_consents),
+        (1..=9).collect::<Vec<_>>()
+    );
     assert_eq!(ca.special_feature_express_consents, 0b11);
     let v = ca.vendor_express_consents.to_vec();
     assert_eq!(v.len(), 66);
@@ -542,9 +578,15 @@ fn gpp_tcfeuv2_plus_uspv1() {
     let g = gpp("DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN");
     assert_eq!(g.section_ids, vec![2, 6]);
     assert!(g.tcf_eu().is_some());
-    assert_eq!(g.us_privacy().map(ToString::to_string).as_deref(), Some("1YNN"));
-    let j = decode_to_json("DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN", None)
-        .expect("json");
+    assert_eq!(
+        g.us_privacy().map(ToString::to_string).as_deref(),
+        Some("1YNN")
+    );
+    let j = decode_to_json(
+        "DBACNY~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA~1YNN",
+        None,
+    )
+    .expect("json");
     assert_eq!(
         j["sections"]["6"],
         json!({"version": 1, "notice": "Y", "opt_out_sale": "N", "lspa": "N"})
@@ -564,11 +606,18 @@ fn gpp_malformed_strings() {
     // invalid_tcfca_section and invalid_tcfeuv2_section.
     let err = |s: &str| GppString::decode(s, MAX).expect_err(s);
     assert_eq!(
-        err("DBACNY~CPytTYAPytTYABEACBENDXCoAP_AAH_AAAIwgoNf_X__b3_v-_7___t0eY1f9_7__-0zjhfdt-8N3f_X_L8X_2M7"),
-        ConsentError::SectionCountMismatch { ids: 2, sections: 1 }
+        err(
+            "DBACNY~CPytTYAPytTYABEACBENDXCoAP_AAH_AAAIwgoNf_X__b3_v-_7___t0eY1f9_7__-0zjhfdt-8N3f_X_L8X_2M7"
+        ),
+        ConsentError::SectionCountMismatch {
+            ids: 2,
+            sections: 1
+        }
     );
     assert_eq!(
-        err("CP48G0AP48G0AEsACCPLAkEgAAAAAEPgAB5YAAAQaQD2F2K2kKFkPCmQWYAQBCijYEAhQAAAAkCBIAAgAUgQAgFIIAgAIFAAAAAAAAAQEgCQAAQABAAAIACgAAAAAAIAAAAAAAQQAAAAAIAAAAAAAAEAAAAAAAQAAAAIAABEhCAAQQAEAAAAAAAQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAgAA"),
+        err(
+            "CP48G0AP48G0AEsACCPLAkEgAAAAAEPgAB5YAAAQaQD2F2K2kKFkPCmQWYAQBCijYEAhQAAAAkCBIAAgAUgQAgFIIAgAIFAAAAAAAAAQEgCQAAQABAAAIACgAAAAAAIAAAAAAAQQAAAAAIAAAAAAAAEAAAAAAAQAAAAIAABEhCAAQQAEAAAAAAAQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAgAA"
+        ),
         ConsentError::GppHeaderType(2)
     );
     assert!(matches!(
@@ -577,12 +626,20 @@ fn gpp_malformed_strings() {
             if matches!(**source, ConsentError::UnsupportedVersion { found: 2, .. })
     ));
     assert!(matches!(
-        err("DBABMA~CQLvHAAQLvHAAAKA4DENBaFsAP_gAEPgAAwIKxtX_G9_bXlr8X736ftkeY1f99h77sQxBhZBk-4FzLvW_JwX32E7NA36tqYKmRIAu3TBIQNlHJDURVCgaogVrTDMaEyUoTtKJ6BkiFMRY2dYCFxvm4tjeQCY5vr991d52R-tbdrs3dzyy4hnv3a9_-S1WJCdA5-tDfv9bROb89IO5_x8v4v4_N7pE2_eT1l_tWvp7D9-ctv_9XX99_fbff9Pn_-uB_-_X__f_H37grAAQYCABAEAQICAAAAAQAAEAAEABAAAAAAACgAABEEAAEDAAAQAIAQAAABAABAAAAIAAAAAgACAAAAAEAgAAAACgADAAAAAAAYAAAMAEgIAAAAAQACmABAIFAAEJAFAEACEAEEAIQAABAEACAEABRwBAACBAoAAAQAAEAAAFgIDgAQEpAgACIgEAAAIAEAggAAEQjYACCAASCqqBAiiCAQLBoQFPaQAkgBACDgmQAgABQAHAAsA.f_gAAAAAAAAA"),
+        err(
+            "DBABMA~CQLvHAAQLvHAAAKA4DENBaFsAP_gAEPgAAwIKxtX_G9_bXlr8X736ftkeY1f99h77sQxBhZBk-4FzLvW_JwX32E7NA36tqYKmRIAu3TBIQNlHJDURVCgaogVrTDMaEyUoTtKJ6BkiFMRY2dYCFxvm4tjeQCY5vr991d52R-tbdrs3dzyy4hnv3a9_-S1WJCdA5-tDfv9bROb89IO5_x8v4v4_N7pE2_eT1l_tWvp7D9-ctv_9XX99_fbff9Pn_-uB_-_X__f_H37grAAQYCABAEAQICAAAAAQAAEAAEABAAAAAAACgAABEEAAEDAAAQAIAQAAABAABAAAAIAAAAAgACAAAAAEAgAAAACgADAAAAAAAYAAAMAEgIAAAAAQACmABAIFAAEJAFAEACEAEEAIQAABAEACAEABRwBAACBAoAAAQAAEAAAFgIDgAQEpAgACIgEAAAIAEAggAAEQjYACCAASCqqBAiiCAQLBoQFPaQAkgBACDgmQAgABQAHAAsA.f_gAAAAAAAAA"
+        ),
         ConsentError::GppSection { id: 2, .. }
     ));
     // uspv1 section malformed: iabgpp-rs sections/uspv1.rs tests ("2YN-", "1A").
-    assert!(matches!(err("DBABTA~2YN-"), ConsentError::GppSection { id: 6, .. }));
-    assert!(matches!(err("DBABTA~1A"), ConsentError::GppSection { id: 6, .. }));
+    assert!(matches!(
+        err("DBABTA~2YN-"),
+        ConsentError::GppSection { id: 6, .. }
+    ));
+    assert!(matches!(
+        err("DBABTA~1A"),
+        ConsentError::GppSection { id: 6, .. }
+    ));
 }
 
 #[test]
@@ -616,14 +673,16 @@ fn gpp_hostile_header_range_fails_fast() {
 fn bits_to_base64url(bits: &str) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut padded = bits.to_owned();
-    while padded.len() % 6 != 0 {
+    while !padded.len().is_multiple_of(6) {
         padded.push('0');
     }
     padded
         .as_bytes()
         .chunks(6)
         .map(|c| {
-            let v = c.iter().fold(0usize, |acc, &b| acc << 1 | usize::from(b == b'1'));
+            let v = c
+                .iter()
+                .fold(0usize, |acc, &b| acc << 1 | usize::from(b == b'1'));
             char::from(ALPHABET[v])
         })
         .collect()
@@ -654,10 +713,18 @@ fn cross_check_against_iab_gpp_crate() {
         let ours = tc(s);
         let peer = TcfEuV2::from_str(s).expect("peer decodes");
         let peer_vc: Vec<u16> = peer.core.vendor_consents.iter().copied().collect();
-        let peer_li: Vec<u16> = peer.core.vendor_legitimate_interests.iter().copied().collect();
+        let peer_li: Vec<u16> = peer
+            .core
+            .vendor_legitimate_interests
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(ours.vendor_consents.to_vec(), peer_vc, "{s}");
         assert_eq!(ours.vendor_li.to_vec(), peer_li, "{s}");
-        assert_eq!(u64::from(ours.vendor_list_version), u64::from(peer.core.vendor_list_version));
+        assert_eq!(
+            u64::from(ours.vendor_list_version),
+            u64::from(peer.core.vendor_list_version)
+        );
     }
 }
 
@@ -676,10 +743,13 @@ fn us_privacy_strings() {
     assert!(!"1---".parse::<UsPrivacy>().expect("1---").opted_out());
     // Source: iabgpp-rs sections/uspv1.rs error cases.
     for bad in ["ZYN-", "2YN-", "", "1", "1N", "1A", "1YNNN"] {
-        assert!(matches!(
-            bad.parse::<UsPrivacy>(),
-            Err(ConsentError::InvalidUsPrivacy { .. })
-        ), "{bad}");
+        assert!(
+            matches!(
+                bad.parse::<UsPrivacy>(),
+                Err(ConsentError::InvalidUsPrivacy { .. })
+            ),
+            "{bad}"
+        );
     }
     assert_eq!(
         decode_to_json("1YYN", None).expect("json"),
@@ -700,10 +770,13 @@ fn additional_consent_v1_and_v2() {
     let empty = AdditionalConsent::decode("2~~dv.", MAX).expect("empty v2");
     assert!(empty.consented_providers.is_empty() && empty.disclosed_providers.is_empty());
     for bad in ["3~1.2", "1~1..2", "1~a.b", "2~1.2", "2~1~9.21", "1~0", "1"] {
-        assert!(matches!(
-            AdditionalConsent::decode(bad, MAX),
-            Err(ConsentError::InvalidAdditionalConsent { .. })
-        ), "{bad}");
+        assert!(
+            matches!(
+                AdditionalConsent::decode(bad, MAX),
+                Err(ConsentError::InvalidAdditionalConsent { .. })
+            ),
+            "{bad}"
+        );
     }
     assert_eq!(
         decode_to_json("2~1.35.41.101~dv.9.21.81", None).expect("json"),
@@ -740,18 +813,41 @@ fn decode_to_json_detects_each_kind() {
 #[test]
 fn decode_to_json_tcf_field_names_are_stable() {
     let j = decode_to_json(CPAN_RANGE, Some(SignalKind::Tcf)).expect("json");
-    let keys: Vec<&str> = j.as_object().expect("object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = j
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     for k in [
-        "version", "created", "last_updated", "cmp_id", "cmp_version", "consent_screen",
-        "consent_language", "vendor_list_version", "policy_version", "is_service_specific",
-        "use_non_standard_texts", "special_feature_optins", "purpose_consents", "purpose_li",
-        "purpose_one_treatment", "publisher_cc", "max_vendor_id", "vendor_consents", "vendor_li",
+        "version",
+        "created",
+        "last_updated",
+        "cmp_id",
+        "cmp_version",
+        "consent_screen",
+        "consent_language",
+        "vendor_list_version",
+        "policy_version",
+        "is_service_specific",
+        "use_non_standard_texts",
+        "special_feature_optins",
+        "purpose_consents",
+        "purpose_li",
+        "purpose_one_treatment",
+        "publisher_cc",
+        "max_vendor_id",
+        "vendor_consents",
+        "vendor_li",
         "pub_restrictions",
     ] {
         assert!(keys.contains(&k), "missing {k}");
     }
     assert!(j.get("disclosed_vendors").is_none() && j.get("publisher_tc").is_none());
-    assert_eq!(j["vendor_consents"], json!([23, 42, 126, 127, 128, 587, 613, 626]));
+    assert_eq!(
+        j["vendor_consents"],
+        json!([23, 42, 126, 127, 128, 587, 613, 626])
+    );
     assert_eq!(j["created"], "2020-04-27T00:07:00.0Z");
 }
 
@@ -814,10 +910,14 @@ fn pipeline_extracts_from_cookies_and_headers() {
     assert!(ctx.warnings().is_empty(), "{:?}", ctx.warnings());
     assert!(ctx.tcf().is_some());
     assert_eq!(ctx.gpp_sid(), Some(&[7u16][..]));
-    assert_eq!(ctx.us_privacy().map(ToString::to_string).as_deref(), Some("1YNN"));
+    assert_eq!(
+        ctx.us_privacy().map(ToString::to_string).as_deref(),
+        Some("1YNN")
+    );
     assert!(!ctx.us_privacy_synthesized());
     assert_eq!(
-        ctx.additional_consent().map(|a| a.consented_providers.clone()),
+        ctx.additional_consent()
+            .map(|a| a.consented_providers.clone()),
         Some(vec![1, 35])
     );
     let s = ctx.signals();
@@ -859,14 +959,24 @@ fn pipeline_custom_cookie_names_from_config() {
 #[test]
 fn malformed_signal_is_warned_and_others_still_count() {
     let config = ConsentConfig::default();
-    let mut r = raw(Some("COvcSpYOvcSpYC9AAAENAPCAAAAAAAAAAAAAAFAAAAA"), Some("DBABLA~BVVVVVVVVWA"));
+    let mut r = raw(
+        Some("COvcSpYOvcSpYC9AAAENAPCAAAAAAAAAAAAAAFAAAAA"),
+        Some("DBABLA~BVVVVVVVVWA"),
+    );
     r.us_privacy = Some("1Y".into());
     let ctx = ConsentContext::from_raw(&config, r, US, FRESH_NOW);
     let sources: Vec<SignalSource> = ctx.warnings().iter().map(|w| w.source_signal).collect();
-    assert_eq!(sources, vec![SignalSource::TcString, SignalSource::UsPrivacy]);
+    assert_eq!(
+        sources,
+        vec![SignalSource::TcString, SignalSource::UsPrivacy]
+    );
     assert!(ctx.tcf().is_none());
     assert!(ctx.signals().gpp_sale_opt_out);
-    assert!(ctx.warnings()[0].to_string().starts_with("ignored tc string: truncated"));
+    assert!(
+        ctx.warnings()[0]
+            .to_string()
+            .starts_with("ignored tc string: truncated")
+    );
 }
 
 #[test]
@@ -913,7 +1023,12 @@ fn conflicting_tcf_records_resolve_per_mode() {
             max_consent_age_days: 100_000,
             ..ConsentConfig::default()
         };
-        ConsentContext::from_raw(&config, raw(Some(IABTCF_JAVA_CORE), Some(&gpp_copy)), EU, FRESH_NOW)
+        ConsentContext::from_raw(
+            &config,
+            raw(Some(IABTCF_JAVA_CORE), Some(&gpp_copy)),
+            EU,
+            FRESH_NOW,
+        )
     };
     let restrictive = build(ConflictMode::Restrictive);
     assert!(restrictive.has_tcf_conflict());
@@ -939,7 +1054,10 @@ fn conflicting_tcf_records_resolve_per_mode() {
     // Same record on both sides: no conflict, standalone used.
     let same = ConsentContext::from_raw(
         &ConsentConfig::default(),
-        raw(Some(IABTCF_JAVA_CORE), Some(&format!("DBABM~{IABTCF_JAVA_CORE}"))),
+        raw(
+            Some(IABTCF_JAVA_CORE),
+            Some(&format!("DBABM~{IABTCF_JAVA_CORE}")),
+        ),
         EU,
         FRESH_NOW,
     );
@@ -974,7 +1092,10 @@ fn gpc_synthesizes_us_privacy_only_where_it_applies() {
     };
     let ctx = ConsentContext::from_raw(&config, gpc.clone(), US, FRESH_NOW);
     assert!(ctx.us_privacy_synthesized());
-    assert_eq!(ctx.us_privacy().map(ToString::to_string).as_deref(), Some("1YYN"));
+    assert_eq!(
+        ctx.us_privacy().map(ToString::to_string).as_deref(),
+        Some("1YYN")
+    );
     assert!(ctx.signals().us_privacy_opt_out && ctx.signals().gpc);
     assert!(ctx.is_explicit_withdrawal());
 
@@ -985,7 +1106,10 @@ fn gpc_synthesizes_us_privacy_only_where_it_applies() {
     let mut with_usp = gpc;
     with_usp.us_privacy = Some("1YNN".into());
     let ctx = ConsentContext::from_raw(&config, with_usp, US, FRESH_NOW);
-    assert_eq!(ctx.us_privacy().map(ToString::to_string).as_deref(), Some("1YNN"));
+    assert_eq!(
+        ctx.us_privacy().map(ToString::to_string).as_deref(),
+        Some("1YNN")
+    );
     assert!(!ctx.us_privacy_synthesized());
 }
 

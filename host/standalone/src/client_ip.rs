@@ -50,11 +50,15 @@ impl Cidr {
         let ip = canonical(ip);
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -84,7 +88,11 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
         .filter_map(|v| v.to_str().ok())
         .collect();
     if forwarded.is_empty() {
-        for value in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+        for value in headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
             hops.extend(value.split(',').filter_map(|h| parse_node(h.trim())));
         }
     } else {
@@ -158,7 +166,10 @@ mod tests {
     fn forwarded_wins_and_handles_ipv6_with_port() {
         let trusted = ["127.0.0.1".parse().expect("cidr")];
         let h = headers(&[
-            ("forwarded", "for=\"[2001:db8:85a3:0:8a2e:370:7334:1234]:443\";proto=https"),
+            (
+                "forwarded",
+                "for=\"[2001:db8:85a3:0:8a2e:370:7334:1234]:443\";proto=https",
+            ),
             ("x-forwarded-for", "203.0.113.9"),
         ]);
         assert_eq!(
@@ -171,7 +182,10 @@ mod tests {
     fn mapped_ipv4_peer_matches_ipv4_network() {
         let trusted = ["127.0.0.0/8".parse().expect("cidr")];
         let h = headers(&[("x-forwarded-for", "192.0.2.7")]);
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &h, &trusted), ip("192.0.2.7"));
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &h, &trusted),
+            ip("192.0.2.7")
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// An [`ConfigError::Invalid`] at `key`.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
             reason: reason.into(),
@@ -76,7 +77,7 @@ pub struct Config {
     pub ec: EcConfig,
     /// `[consent]`: consent signal extraction and pipeline settings.
     #[serde(default)]
-    pub consent: crate::consent::ConsentConfig,
+    pub consent: gatehouse_core::consent::ConsentConfig,
 }
 
 /// `[server]`.
@@ -322,7 +323,12 @@ impl Config {
         if let Some(p) = self.policy.path.as_mut() {
             fix(p);
         }
-        if let Some(p) = self.runtime.cache_dir.as_mut().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(p) = self
+            .runtime
+            .cache_dir
+            .as_mut()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             fix(p);
         }
         for providers in [
@@ -450,4 +456,3 @@ impl Config {
             .collect()
     }
 }
-

@@ -5,13 +5,6 @@
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
 
-mod client_ip;
-mod config;
-mod consent;
-mod problem;
-mod runtime;
-mod server;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,10 +15,15 @@ use clap::{Parser, Subcommand};
 use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
 use gatehouse_core::policy::Policy;
 
-use crate::config::Config;
+use gatehouse::config::{self, Config};
+use gatehouse::{consent, runtime, server};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Gatehouse: a policy-gated edge server for publishers")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse: a policy-gated edge server for publishers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -193,8 +191,9 @@ fn load_policy(path: Option<&Path>) -> anyhow::Result<&'static Policy> {
     match path {
         None => Policy::embedded().context("the embedded permissions.yaml is invalid"),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read policy `{}` (`policy.path`)", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read policy `{}` (`policy.path`)", path.display())
+            })?;
             let policy = Policy::from_yaml_str(&text, &path.display().to_string())?;
             // The policy lives as long as the process; leaking it lets every request borrow it.
             Ok(Box::leak(Box::new(policy)))
@@ -206,9 +205,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
     let policy = load_policy(config.policy.path.as_deref())?;
     let default_country_key = config.default_country()?;
-    let default_country = policy
-        .default_country(default_country_key)
-        .map_err(|e| anyhow::anyhow!("config key `geo.default_country`: {e}"))?;
+    let default_country = policy.default_country(default_country_key)?;
     tracing::info!(
         policy = policy.source(),
         "default jurisdiction baseline: {}",
@@ -235,13 +232,8 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         max_instances: config.runtime.max_instances,
         cache_dir,
     };
-    let rt = runtime::ProviderRuntime::load(
-        limits,
-        policy,
-        geo.as_ref(),
-        device.as_ref(),
-        ec.as_ref(),
-    )?;
+    let rt =
+        runtime::ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
     for p in rt.providers() {
         tracing::info!(
             kind = p.kind,
@@ -314,7 +306,8 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
     let default_country = policy
         .default_country(&default_key)
         .map_err(|e| anyhow::anyhow!("default country: {e}"))?;
-    let signals = consent::explain_signals(args.tcf.as_deref(), args.gpc, args.us_privacy.as_deref())?;
+    let signals =
+        consent::explain_signals(args.tcf.as_deref(), args.gpc, args.us_privacy.as_deref())?;
     let rule = policy.match_jurisdiction(
         args.country.as_deref(),
         args.region.as_deref(),

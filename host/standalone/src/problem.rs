@@ -22,7 +22,11 @@ pub enum Problem {
 impl Problem {
     fn parts(self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "No such Gatehouse route"),
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "No such Gatehouse route",
+            ),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

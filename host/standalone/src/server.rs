@@ -52,7 +52,9 @@ impl Origin {
         if url == "builtin:demo" {
             return Ok(Self::Demo);
         }
-        let base: Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let base: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         if base.scheme_str() != Some("http") || base.authority().is_none() {
             return Err(format!(
                 "`{url}`: expected `http://host[:port]` (TLS to the origin is not supported yet) or `builtin:demo`"
@@ -98,7 +100,7 @@ pub struct App {
     /// The origin.
     pub origin: Origin,
     /// Consent settings.
-    pub consent: crate::consent::ConsentConfig,
+    pub consent: gatehouse_core::consent::ConsentConfig,
 }
 
 /// Serves until ctrl-c / SIGTERM.
@@ -150,13 +152,14 @@ pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -222,7 +225,9 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).map_err(|never| match never {}).boxed()
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Static assets and sub-resources get no decision flow (and no cookie): only page loads do.
@@ -230,7 +235,11 @@ fn is_page_request(head: &http::request::Parts) -> bool {
     if head.method != Method::GET && head.method != Method::HEAD {
         return false;
     }
-    if let Some(dest) = head.headers.get("sec-fetch-dest").and_then(|v| v.to_str().ok()) {
+    if let Some(dest) = head
+        .headers
+        .get("sec-fetch-dest")
+        .and_then(|v| v.to_str().ok())
+    {
         if !matches!(dest, "document" | "iframe" | "frame") {
             return false;
         }
@@ -241,9 +250,27 @@ fn is_page_request(head: &http::request::Parts) -> bool {
     !matches!(
         ext.as_deref(),
         Some(
-            "js" | "mjs" | "css" | "map" | "png" | "jpg" | "jpeg" | "gif" | "webp" | "avif"
-                | "svg" | "ico" | "woff" | "woff2" | "ttf" | "otf" | "mp4" | "webm" | "json"
-                | "txt" | "xml" | "wasm"
+            "js" | "mjs"
+                | "css"
+                | "map"
+                | "png"
+                | "jpg"
+                | "jpeg"
+                | "gif"
+                | "webp"
+                | "avif"
+                | "svg"
+                | "ico"
+                | "woff"
+                | "woff2"
+                | "ttf"
+                | "otf"
+                | "mp4"
+                | "webm"
+                | "json"
+                | "txt"
+                | "xml"
+                | "wasm"
         )
     )
 }
@@ -259,7 +286,11 @@ struct Outcome {
     headers: Vec<(String, String)>,
 }
 
-fn run_decision(app: &App, peer: SocketAddr, head: http::request::Parts) -> (http::request::Parts, Outcome) {
+fn run_decision(
+    app: &App,
+    peer: SocketAddr,
+    head: http::request::Parts,
+) -> (http::request::Parts, Outcome) {
     let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
     let signals = consent_signals(app, &head);
     let current = head
@@ -387,7 +418,11 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
         .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(listed.iter().map(String::as_str)) {
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(listed.iter().map(String::as_str))
+    {
         headers.remove(name);
     }
 }
@@ -414,7 +449,11 @@ fn upstream_request(
             }
         }
     }
-    let forwarded_for = match head.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match head
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
         Some(prior) => format!("{prior}, {}", peer.ip()),
         None => peer.ip().to_string(),
     };
@@ -437,5 +476,8 @@ fn demo_page(head: &http::request::Parts) -> Response<Body> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -48,7 +48,12 @@ fn exercise(s: &str) {
     let _ = s.parse::<UsPrivacy>();
     let _ = AdditionalConsent::decode(s, max);
     let _ = decode_to_json(s, None);
-    for kind in [SignalKind::Tcf, SignalKind::Gpp, SignalKind::Usp, SignalKind::Ac] {
+    for kind in [
+        SignalKind::Tcf,
+        SignalKind::Gpp,
+        SignalKind::Usp,
+        SignalKind::Ac,
+    ] {
         let _ = decode_to_json(s, Some(kind));
     }
 }

@@ -31,7 +31,9 @@ pub fn load_or_compile(
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+            }
         }
     }
     let component = Component::new(engine, bytes)?;
@@ -53,7 +55,10 @@ fn store(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(not(unix))]

@@ -274,7 +274,8 @@ impl ProviderRuntime {
                 bindings::ec::EdgeCookieProviderPre::new(pre).map_err(|e| load_err(sel, e))?;
             let manifest = rt.describe(sel, |store| {
                 let b = pre.instantiate(&mut *store)?;
-                b.gatehouse_provider_edge_cookie().call_describe(&mut *store)
+                b.gatehouse_provider_edge_cookie()
+                    .call_describe(&mut *store)
             })?;
             rt.ec = Some(rt.finish(ProviderKind::EdgeCookie, sel, manifest, policy, pre)?);
         }
@@ -351,7 +352,11 @@ impl ProviderRuntime {
         Ok(component)
     }
 
-    fn new_store(&self, evidence: Arc<Evidence>, settings: Arc<Vec<(String, String)>>) -> Store<CallState> {
+    fn new_store(
+        &self,
+        evidence: Arc<Evidence>,
+        settings: Arc<Vec<(String, String)>>,
+    ) -> Store<CallState> {
         let mut store = Store::new(
             &self.engine,
             CallState {
@@ -506,7 +511,11 @@ fn version_compatible(offered: &str, wanted: &str) -> bool {
 
 /// Refuses components importing anything not in [`OFFERED`] or not exporting this host's
 /// interface for `kind` at a compatible version.
-fn check_interfaces(engine: &Engine, component: &Component, kind: ProviderKind) -> Result<(), String> {
+fn check_interfaces(
+    engine: &Engine,
+    component: &Component,
+    kind: ProviderKind,
+) -> Result<(), String> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let (iface, version) = split_version(name);
@@ -571,7 +580,10 @@ impl RequestProviders<'_> {
     fn run<P, R>(
         &self,
         loaded: &Loaded<P>,
-        call: impl FnOnce(&mut Store<CallState>, &P) -> Result<wasmtime::Result<Result<R, String>>, ProviderFailure>,
+        call: impl FnOnce(
+            &mut Store<CallState>,
+            &P,
+        ) -> Result<wasmtime::Result<Result<R, String>>, ProviderFailure>,
     ) -> Result<R, ProviderFailure> {
         let mut store = self
             .rt

@@ -57,7 +57,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.max_table_elements {
             self.hit = true;
-            wasmtime::bail!("table limit of {} elements exceeded", self.max_table_elements);
+            wasmtime::bail!(
+                "table limit of {} elements exceeded",
+                self.max_table_elements
+            );
         }
         Ok(true)
     }

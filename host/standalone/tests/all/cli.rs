@@ -59,19 +59,39 @@ fn explain_us_ca_with_and_without_gpc() {
     let without = explain_json(&["--country", "US", "--region", "CA"]);
     assert_eq!(without["matched_rule"], "US/CA");
     assert_eq!(without["matched_by"], "region");
-    assert!(held(&without).contains(&"store-on-device".to_owned()), "{without}");
+    assert!(
+        held(&without).contains(&"store-on-device".to_owned()),
+        "{without}"
+    );
     let with = explain_json(&["--country", "US", "--region", "CA", "--gpc"]);
     assert_eq!(with["signals"]["gpc"], true);
-    assert!(held(&with).len() < held(&without).len(), "GPC revokes: {with}");
-    let text = stdout_of(&["permissions", "explain", "--country", "US", "--region", "CA", "--gpc"]);
-    assert!(text.to_lowercase().contains("gpc"), "the text names the deciding signal: {text}");
+    assert!(
+        held(&with).len() < held(&without).len(),
+        "GPC revokes: {with}"
+    );
+    let text = stdout_of(&[
+        "permissions",
+        "explain",
+        "--country",
+        "US",
+        "--region",
+        "CA",
+        "--gpc",
+    ]);
+    assert!(
+        text.to_lowercase().contains("gpc"),
+        "the text names the deciding signal: {text}"
+    );
 }
 
 #[test]
 fn explain_br_falls_back_to_the_default_country() {
     let fr = explain_json(&["--country", "BR"]);
     assert_eq!(fr["matched_by"], "default");
-    assert_eq!(fr["matched_rule"], "FR", "FR is the default without --config");
+    assert_eq!(
+        fr["matched_rule"], "FR",
+        "FR is the default without --config"
+    );
     let us = explain_json(&["--country", "BR", "--default-country", "US"]);
     assert_eq!(us["matched_by"], "default");
     assert_eq!(us["matched_rule"], "US");
@@ -82,7 +102,14 @@ fn explain_br_falls_back_to_the_default_country() {
 
 #[test]
 fn explain_with_an_unknown_default_country_fails() {
-    let out = run(&["permissions", "explain", "--country", "DE", "--default-country", "BR"]);
+    let out = run(&[
+        "permissions",
+        "explain",
+        "--country",
+        "DE",
+        "--default-country",
+        "BR",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BR"), "{err}");

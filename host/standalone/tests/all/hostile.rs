@@ -53,8 +53,15 @@ fn assert_cut_off_with(mode: &str, runtime: &str, reason: &str) {
         let response = server.get("/", &[("User-Agent", BROWSER_UA)]);
         let elapsed = started.elapsed();
         assert_eq!(response.status, 200, "answered despite `{mode}`");
-        assert_eq!(response.set_cookie("ts-ec"), None, "no Edge Cookie after `{mode}`");
-        assert!(response.all("set-cookie").is_empty(), "no cookie of any kind");
+        assert_eq!(
+            response.set_cookie("ts-ec"),
+            None,
+            "no Edge Cookie after `{mode}`"
+        );
+        assert!(
+            response.all("set-cookie").is_empty(),
+            "no cookie of any kind"
+        );
         assert!(elapsed < ANSWER_WITHIN, "`{mode}` answered in {elapsed:?}");
     }
     // The server stays healthy and counts the failures.

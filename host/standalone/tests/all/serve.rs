@@ -16,9 +16,16 @@ fn assert_edge_cookie(set_cookie: &str, normalized_ip: &str) -> String {
     let (pair, attributes) = set_cookie.split_once("; ").expect("attributes");
     let value = pair.strip_prefix("ts-ec=").expect("cookie name ts-ec");
     let (hash, suffix) = value.split_once('.').expect("hash.suffix");
-    assert_eq!(hash, expected_hash(normalized_ip), "HMAC of the normalized client IP");
+    assert_eq!(
+        hash,
+        expected_hash(normalized_ip),
+        "HMAC of the normalized client IP"
+    );
     assert_eq!(suffix.len(), 6, "six-character suffix: {value}");
-    assert!(suffix.bytes().all(|b| b.is_ascii_alphanumeric()), "suffix alphabet: {value}");
+    assert!(
+        suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "suffix alphabet: {value}"
+    );
     assert_eq!(
         attributes,
         "Domain=example.test; Path=/; Secure; SameSite=Lax; HttpOnly; Max-Age=31536000"
@@ -32,7 +39,11 @@ fn default_fr_without_consent_sets_no_edge_cookie() {
     let server = Server::start("fr", &config(&origin.url(), "FR", &hmac_ec()));
     let response = server.get("/", &[("User-Agent", BROWSER_UA)]);
     assert_eq!(response.status, 200);
-    assert_eq!(response.header("x-origin"), Some("yes"), "proxied to the origin");
+    assert_eq!(
+        response.header("x-origin"),
+        Some("yes"),
+        "proxied to the origin"
+    );
     assert_eq!(response.set_cookie("ts-ec"), None);
 }
 
@@ -46,7 +57,12 @@ fn default_us_mints_an_edge_cookie_with_the_exact_format() {
     assert_edge_cookie(set_cookie, "127.0.0.1");
     // The origin saw the path and query unchanged.
     let requests = origin.requests.lock().expect("requests");
-    assert!(requests.iter().any(|r| r.starts_with("GET /articles/1?x=1 ")), "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /articles/1?x=1 ")),
+        "{requests:?}"
+    );
 }
 
 #[test]
@@ -77,7 +93,11 @@ fn existing_valid_cookie_is_kept_unchanged() {
     let cookie = format!("other=1; ts-ec={value}");
     let second = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)]);
     assert_eq!(second.status, 200);
-    assert_eq!(second.set_cookie("ts-ec"), None, "a kept cookie is not re-set");
+    assert_eq!(
+        second.set_cookie("ts-ec"),
+        None,
+        "a kept cookie is not re-set"
+    );
     let requests = origin.requests.lock().expect("requests");
     assert!(
         requests.last().is_some_and(|r| r.contains(&value)),
@@ -91,7 +111,10 @@ fn cookie_for_another_ip_is_replaced() {
     let server = Server::start("replace", &config(&origin.url(), "US", &hmac_ec()));
     let stale = format!("ts-ec={}.abcdef", expected_hash("192.0.2.1"));
     let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &stale)]);
-    assert_edge_cookie(response.set_cookie("ts-ec").expect("re-minted"), "127.0.0.1");
+    assert_edge_cookie(
+        response.set_cookie("ts-ec").expect("re-minted"),
+        "127.0.0.1",
+    );
 }
 
 #[test]
@@ -99,7 +122,11 @@ fn geo_header_selects_the_jurisdiction() {
     let origin = Origin::start();
     let server = Server::start("geo", &config(&origin.url(), "US", &hmac_ec()));
     let de = server.get("/", &[("User-Agent", BROWSER_UA), ("X-Geo-Country", "DE")]);
-    assert_eq!(de.set_cookie("ts-ec"), None, "DE is GDPR: no consent, no cookie");
+    assert_eq!(
+        de.set_cookie("ts-ec"),
+        None,
+        "DE is GDPR: no consent, no cookie"
+    );
     let fr_default = Server::start("geo-fr", &config(&origin.url(), "FR", &hmac_ec()));
     let us = fr_default.get("/", &[("User-Agent", BROWSER_UA), ("X-Geo-Country", "us")]);
     assert!(us.set_cookie("ts-ec").is_some(), "US via geo header mints");
@@ -112,7 +139,10 @@ fn forwarded_for_is_honoured_only_from_trusted_proxies() {
     // 127.0.0.1 is not a trusted proxy in the test config: its X-Forwarded-For is ignored.
     let response = server.get(
         "/",
-        &[("User-Agent", BROWSER_UA), ("X-Forwarded-For", "2001:db8:85a3:0:8a2e:370:7334:1234")],
+        &[
+            ("User-Agent", BROWSER_UA),
+            ("X-Forwarded-For", "2001:db8:85a3:0:8a2e:370:7334:1234"),
+        ],
     );
     assert_edge_cookie(response.set_cookie("ts-ec").expect("minted"), "127.0.0.1");
 }
@@ -128,9 +158,15 @@ fn ipv6_clients_are_hashed_by_their_64_prefix() {
     let server = Server::start("v6", &config);
     let response = server.get(
         "/",
-        &[("User-Agent", BROWSER_UA), ("X-Forwarded-For", "2001:db8:85a3:0:8a2e:370:7334:1234")],
+        &[
+            ("User-Agent", BROWSER_UA),
+            ("X-Forwarded-For", "2001:db8:85a3:0:8a2e:370:7334:1234"),
+        ],
     );
-    assert_edge_cookie(response.set_cookie("ts-ec").expect("minted"), "20010db885a30000");
+    assert_edge_cookie(
+        response.set_cookie("ts-ec").expect("minted"),
+        "20010db885a30000",
+    );
 }
 
 #[test]
@@ -145,8 +181,15 @@ fn assets_and_own_routes_run_no_providers() {
     assert!(health.body.contains("\"status\":\"ok\""), "{}", health.body);
     let missing = server.get("/_ts/nope", &[]);
     assert_eq!(missing.status, 404);
-    assert_eq!(missing.header("content-type"), Some("application/problem+json"));
-    assert!(missing.body.contains("/_ts/problems/not-found"), "{}", missing.body);
+    assert_eq!(
+        missing.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        missing.body.contains("/_ts/problems/not-found"),
+        "{}",
+        missing.body
+    );
 }
 
 #[test]
@@ -162,6 +205,13 @@ fn unreachable_origin_is_a_problem_json_502() {
     );
     let response = server.get("/", &[("User-Agent", BROWSER_UA)]);
     assert_eq!(response.status, 502);
-    assert_eq!(response.header("content-type"), Some("application/problem+json"));
-    assert!(response.body.contains("origin-unavailable"), "{}", response.body);
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        response.body.contains("origin-unavailable"),
+        "{}",
+        response.body
+    );
 }

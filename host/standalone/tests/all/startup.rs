@@ -7,7 +7,10 @@ fn startup_error(label: &str, config: &str) -> String {
     let path = write_config(label, config);
     let out = run(&["serve", "--config", path.to_str().expect("utf-8 path")]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "`{label}` must fail to start; stderr:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "`{label}` must fail to start; stderr:\n{stderr}"
+    );
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     stderr
 }
@@ -73,10 +76,16 @@ fn digest_mismatch_fails_showing_both_digests() {
 
 #[test]
 fn manifest_with_unknown_permission_fails_naming_it() {
-    let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_UNKNOWN_PERMISSION"));
+    let path = component(env!(
+        "GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_UNKNOWN_PERMISSION"
+    ));
     let err = startup_error(
         "unknown-permission",
-        &config(&origin_url(), "US", &external_ec("mind", &path, &sha256_of(&path))),
+        &config(
+            &origin_url(),
+            "US",
+            &external_ec("mind", &path, &sha256_of(&path)),
+        ),
     );
     assert!(err.contains("provider `mind`"), "{err}");
     assert!(err.contains("`ec.providers.mind`"), "{err}");
@@ -88,7 +97,11 @@ fn provider_importing_an_unoffered_interface_fails_naming_it() {
     let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_TRANSPORT"));
     let err = startup_error(
         "transport",
-        &config(&origin_url(), "US", &external_ec("fingerprint", &path, &sha256_of(&path))),
+        &config(
+            &origin_url(),
+            "US",
+            &external_ec("fingerprint", &path, &sha256_of(&path)),
+        ),
     );
     assert!(err.contains("provider `fingerprint`"), "{err}");
     assert!(err.contains("gatehouse:provider/transport@0.1.0"), "{err}");
@@ -100,14 +113,19 @@ fn component_of_the_wrong_kind_fails() {
     let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_UA_DEVICE"));
     let err = startup_error(
         "wrong-kind",
-        &config(&origin_url(), "US", &external_ec("dev", &path, &sha256_of(&path))),
+        &config(
+            &origin_url(),
+            "US",
+            &external_ec("dev", &path, &sha256_of(&path)),
+        ),
     );
     assert!(err.contains("gatehouse:provider/edge-cookie"), "{err}");
 }
 
 #[test]
 fn unknown_config_key_fails_naming_it() {
-    let cfg = config(&origin_url(), "US", &hmac_ec()).replace("[runtime]", "[runtime]\ncall_timeout = 5");
+    let cfg =
+        config(&origin_url(), "US", &hmac_ec()).replace("[runtime]", "[runtime]\ncall_timeout = 5");
     let err = startup_error("unknown-key", &cfg);
     assert!(err.contains("call_timeout"), "{err}");
 }

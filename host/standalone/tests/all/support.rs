@@ -13,8 +13,7 @@ use std::time::Duration;
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// A browser User-Agent (not a bot).
-pub const BROWSER_UA: &str =
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
 
 /// The HMAC passphrase the test configs use.
 pub const PASSPHRASE: &str = "test-passphrase";
@@ -39,7 +38,9 @@ pub fn component(env_value: &str) -> PathBuf {
 /// Lowercase hex sha256 of a file.
 pub fn sha256_of(path: &Path) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read component")))
+    hex::encode(sha2::Sha256::digest(
+        std::fs::read(path).expect("read component"),
+    ))
 }
 
 /// The AOT cache shared by the servers of one test run (also exercises the cache).

@@ -1,0 +1,11 @@
+//! The standalone Gatehouse host: wasmtime embedding, configuration and the HTTP server.
+//!
+//! The `gatehouse` binary (`src/main.rs`) is a thin CLI over these modules; the library exists so
+//! benchmarks and tests can drive the runtime directly.
+
+pub mod client_ip;
+pub mod config;
+pub mod consent;
+pub mod problem;
+pub mod runtime;
+pub mod server;
