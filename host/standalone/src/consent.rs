@@ -79,6 +79,7 @@ pub fn signals(config: &ConsentConfig, headers: &http::HeaderMap) -> Signals {
 /// # Errors
 /// When `--tcf` or `--us-privacy` does not decode: the audit tool refuses rather than ignores.
 pub fn explain_signals(
+    config: &ConsentConfig,
     tcf: Option<&str>,
     gpc: bool,
     us_privacy: Option<&str>,
@@ -97,9 +98,8 @@ pub fn explain_signals(
         gpc,
         ..RawSignals::default()
     };
-    let config = ConsentConfig::default();
     let ctx = ConsentContext::from_raw(
-        &config,
+        config,
         raw,
         JurisdictionFacts::default(),
         now_unix_seconds(),

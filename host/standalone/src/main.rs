@@ -306,8 +306,13 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
     let default_country = policy
         .default_country(&default_key)
         .map_err(|e| anyhow::anyhow!("default country: {e}"))?;
-    let signals =
-        consent::explain_signals(args.tcf.as_deref(), args.gpc, args.us_privacy.as_deref())?;
+    let consent_config = config.map(|c| c.consent).unwrap_or_default();
+    let signals = consent::explain_signals(
+        &consent_config,
+        args.tcf.as_deref(),
+        args.gpc,
+        args.us_privacy.as_deref(),
+    )?;
     let rule = policy.match_jurisdiction(
         args.country.as_deref(),
         args.region.as_deref(),

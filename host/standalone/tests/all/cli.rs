@@ -114,3 +114,81 @@ fn explain_with_an_unknown_default_country_fails() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BR"), "{err}");
 }
+
+fn decode(args: &[&str]) -> (bool, serde_json::Value) {
+    let mut all = vec!["consent", "decode"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let doc = serde_json::from_str(stdout.trim()).expect("one JSON object on stdout");
+    (out.status.success(), doc)
+}
+
+#[test]
+fn consent_decode_us_privacy() {
+    let (ok, doc) = decode(&["1YYN"]);
+    assert!(ok);
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["notice"], "Y");
+    assert_eq!(doc["opt_out_sale"], "Y");
+    assert_eq!(doc["lspa"], "N");
+    assert_eq!(doc["opted_out"], true);
+}
+
+#[test]
+fn consent_decode_tcf_with_auto_detection() {
+    let (ok, doc) = decode(&[
+        "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA",
+    ]);
+    assert!(ok);
+    assert_eq!(doc["version"], 2);
+    assert_eq!(doc["purpose_consents"], serde_json::json!([1, 3, 9, 10]));
+    assert_eq!(doc["last_updated"], "2012-01-10T17:10:13.4Z");
+}
+
+#[test]
+fn consent_decode_gpp_usnat() {
+    let (ok, doc) = decode(&["DBABLA~BVVVVVVVVWA.YA", "--kind", "gpp"]);
+    assert!(ok);
+    assert_eq!(doc["section_ids"], serde_json::json!([7]));
+    assert_eq!(doc["sections"]["7"]["sale_opt_out"], 1);
+    assert_eq!(doc["sections"]["7"]["gpc"], true);
+}
+
+#[test]
+fn consent_decode_errors_are_json_with_a_non_zero_exit() {
+    let (ok, doc) = decode(&["nonsense"]);
+    assert!(!ok);
+    assert!(doc["error"].is_string(), "{doc}");
+    let (ok, doc) = decode(&["1YYN", "--kind", "tcf"]);
+    assert!(!ok);
+    assert!(doc["error"].is_string(), "{doc}");
+}
+
+#[test]
+fn explain_with_a_tcf_string_names_the_deciding_purpose() {
+    let dir = crate::support::temp_dir("explain-tcf");
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        "[origin]\nurl = \"builtin:demo\"\n[geo]\ndefault_country = \"FR\"\n[consent]\nmax_consent_age_days = 36500\n",
+    )
+    .expect("write config");
+    let doc = explain_json(&[
+        "--country",
+        "DE",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--tcf",
+        "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA",
+    ]);
+    assert!(held(&doc).contains(&"store-on-device".to_owned()), "{doc}");
+    let store = doc["permissions"]
+        .as_array()
+        .expect("permissions")
+        .iter()
+        .find(|p| p["permission"] == "store-on-device")
+        .expect("store-on-device");
+    assert_eq!(store["decided_by"]["kind"], "tcf_consent");
+    assert_eq!(store["decided_by"]["purpose"], 1);
+}

@@ -215,3 +215,56 @@ fn unreachable_origin_is_a_problem_json_502() {
         response.body
     );
 }
+
+/// A TC string consenting to purposes 1, 3, 9 and 10, last updated 2012-01-10 (CPAN
+/// GDPR-IAB-TCFv2 `t/01-parse.t`; also in the core's consent tests). Old, so tests that want it
+/// honoured raise `consent.max_consent_age_days`.
+const TCF_PURPOSE_1: &str =
+    "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA";
+
+const LONG_CONSENT_AGE: &str = "\n[consent]\nmax_consent_age_days = 36500\n";
+
+#[test]
+fn de_with_tcf_storage_consent_mints_an_edge_cookie() {
+    let origin = Origin::start();
+    let extra = format!("{}{LONG_CONSENT_AGE}", hmac_ec());
+    let server = Server::start("de-tcf", &config(&origin.url(), "DE", &extra));
+    let cookie = format!("euconsent-v2={TCF_PURPOSE_1}");
+    let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)]);
+    assert_edge_cookie(response.set_cookie("ts-ec").expect("consented"), "127.0.0.1");
+}
+
+#[test]
+fn expired_tcf_consent_is_ignored() {
+    let origin = Origin::start();
+    let server = Server::start("de-tcf-expired", &config(&origin.url(), "DE", &hmac_ec()));
+    let cookie = format!("euconsent-v2={TCF_PURPOSE_1}");
+    let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)]);
+    assert_eq!(response.set_cookie("ts-ec"), None, "older than 395 days: no consent");
+}
+
+#[test]
+fn gpp_us_sale_opt_out_sets_no_edge_cookie() {
+    let origin = Origin::start();
+    let server = Server::start("us-gpp", &config(&origin.url(), "US", &hmac_ec()));
+    // usnat v1 with every opt-out set and a GPC sub-section (iab_gpp crate fixtures).
+    let cookie = "__gpp=DBABLA~BVVVVVVVVWA.YA; __gpp_sid=7";
+    let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", cookie)]);
+    assert_eq!(response.set_cookie("ts-ec"), None);
+}
+
+#[test]
+fn malformed_consent_cookie_is_ignored_and_others_still_count() {
+    let origin = Origin::start();
+    let server = Server::start("us-bad-tcf", &config(&origin.url(), "US", &hmac_ec()));
+    let bad = server.get(
+        "/",
+        &[("User-Agent", BROWSER_UA), ("Cookie", "euconsent-v2=!!!not-base64!!!")],
+    );
+    assert!(bad.set_cookie("ts-ec").is_some(), "a malformed TC string is ignored");
+    let bad_and_usp = server.get(
+        "/",
+        &[("User-Agent", BROWSER_UA), ("Cookie", "euconsent-v2=!!!; us_privacy=1YYN")],
+    );
+    assert_eq!(bad_and_usp.set_cookie("ts-ec"), None, "the US Privacy opt-out still counts");
+}
