@@ -364,7 +364,11 @@ impl ConsentContext {
         let mut signals = Signals {
             tcf,
             gpc: self.raw.gpc,
-            us_privacy_opt_out: self.us_privacy.is_some_and(|u| u.opted_out()) || gpp_usp_opt_out,
+            // A string synthesised from GPC is for downstream partners only: GPC itself already
+            // counts, and the visitor sent no US Privacy signal of their own.
+            us_privacy_opt_out: (!self.us_privacy_synthesized
+                && self.us_privacy.is_some_and(|u| u.opted_out()))
+                || gpp_usp_opt_out,
             ..Signals::default()
         };
         if let Some(gpp) = &self.gpp {

@@ -1096,11 +1096,15 @@ fn gpc_synthesizes_us_privacy_only_where_it_applies() {
         ctx.us_privacy().map(ToString::to_string).as_deref(),
         Some("1YYN")
     );
-    assert!(ctx.signals().us_privacy_opt_out && ctx.signals().gpc);
+    // The synthesised string is forwarded downstream but is not the visitor's own US Privacy
+    // signal: only GPC counts, so permissions do not depend on where the string was synthesised.
+    assert!(ctx.signals().gpc && !ctx.signals().us_privacy_opt_out);
     assert!(ctx.is_explicit_withdrawal());
+    let us_signals = ctx.signals();
 
     let ctx = ConsentContext::from_raw(&config, gpc.clone(), EU, FRESH_NOW);
     assert!(ctx.us_privacy().is_none() && !ctx.us_privacy_synthesized());
+    assert_eq!(ctx.signals(), us_signals);
 
     // A received string is never overwritten.
     let mut with_usp = gpc;

@@ -295,6 +295,20 @@ pub struct SelectedProvider {
     pub settings: Vec<(String, String)>,
 }
 
+/// `line L, column C: message`, without the source excerpt `toml`'s `Display` adds: the offending
+/// line may hold a secret (a mistyped `passphrase = ...`), and config values are never printed.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim())
+        }
+        None => e.message().trim().to_owned(),
+    }
+}
+
 impl Config {
     /// Reads and parses `path`.
     ///
@@ -307,7 +321,7 @@ impl Config {
         })?;
         let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: describe_toml_error(&text, &e),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.make_paths_relative_to(base);
@@ -449,9 +463,8 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                s.parse().map_err(|e| {
-                    ConfigError::invalid(format!("server.trusted_proxies[{i}]"), format!("{e}"))
-                })
+                s.parse()
+                    .map_err(|e| ConfigError::invalid(format!("server.trusted_proxies[{i}]"), e))
             })
             .collect()
     }

@@ -38,8 +38,8 @@ pub enum Origin {
         preserve_host: bool,
         /// Response-header timeout.
         timeout: Duration,
-        /// The pooled client.
-        client: Client<HttpConnector, Incoming>,
+        /// The pooled client (boxed: it is large and `Demo` is empty).
+        client: Box<Client<HttpConnector, Incoming>>,
     },
 }
 
@@ -63,7 +63,7 @@ impl Origin {
         if !matches!(base.path(), "" | "/") {
             return Err(format!("`{url}`: the origin URL must not have a path"));
         }
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
         Ok(Self::Http {
             base,
             preserve_host,
@@ -239,10 +239,9 @@ fn is_page_request(head: &http::request::Parts) -> bool {
         .headers
         .get("sec-fetch-dest")
         .and_then(|v| v.to_str().ok())
+        && !matches!(dest, "document" | "iframe" | "frame")
     {
-        if !matches!(dest, "document" | "iframe" | "frame") {
-            return false;
-        }
+        return false;
     }
     let path = head.uri.path();
     let last = path.rsplit('/').next().unwrap_or("");
@@ -442,12 +441,11 @@ fn upstream_request(
         .build()
         .map_err(|e| format!("cannot build the origin URL: {e}"))?;
     strip_hop_by_hop(&mut head.headers);
-    if !preserve_host {
-        if let Some(authority) = base.authority() {
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                head.headers.insert(header::HOST, host);
-            }
-        }
+    if !preserve_host
+        && let Some(authority) = base.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        head.headers.insert(header::HOST, host);
     }
     let forwarded_for = match head
         .headers

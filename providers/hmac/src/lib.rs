@@ -55,18 +55,11 @@ impl Guest for HmacProvider {
             .client_ip()
             .ok_or_else(|| EcError::MissingEvidence("client ip".into()))?;
         let hash = hmac_hex(key.as_bytes(), &normalize_ip(&ip));
-        if let Some(current) = current {
-            if current.len() == 64 + 1 + 6 && current.starts_with(hash.as_str()) {
-                let (_, suffix) = current.split_at(65);
-                if current.as_bytes()[64] == b'.'
-                    && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return Ok(EcOutput {
-                        id: Some(current),
-                        headers: Vec::new(),
-                    });
-                }
-            }
+        if let Some(current) = current.filter(|c| is_current_for(c, &hash)) {
+            return Ok(EcOutput {
+                id: Some(current),
+                headers: Vec::new(),
+            });
         }
         let mut id = hash;
         id.push('.');
@@ -75,6 +68,17 @@ impl Guest for HmacProvider {
             id: Some(id),
             headers: Vec::new(),
         })
+    }
+}
+
+/// Whether `current` is an Edge Cookie this provider minted for the client whose hash is `hash`:
+/// `<hash>.<6 [A-Za-z0-9]>`. A cookie minted for another address is replaced.
+pub fn is_current_for(current: &str, hash: &str) -> bool {
+    match current.split_once('.') {
+        Some((h, suffix)) => {
+            h == hash && suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
+        None => false,
     }
 }
 
@@ -116,4 +120,48 @@ fn random_suffix() -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_is_dotted_decimal() {
+        assert_eq!(normalize_ip(&IpAddress::Ipv4((192, 0, 2, 7))), "192.0.2.7");
+    }
+
+    #[test]
+    fn ipv6_is_its_64_prefix_in_16_hex_digits() {
+        // 2001:db8:85a3:0:8a2e:370:7334:1234 -> 20010db885a30000 (the example).
+        let ip = IpAddress::Ipv6((0x2001, 0x0db8, 0x85a3, 0, 0x8a2e, 0x0370, 0x7334, 0x1234));
+        assert_eq!(normalize_ip(&ip), "20010db885a30000");
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_test_case_2() {
+        assert_eq!(
+            hmac_hex(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn current_cookie_is_kept_only_for_the_same_client() {
+        let hash = hmac_hex(b"k", "192.0.2.7");
+        assert!(is_current_for(&format!("{hash}.aB3dE9"), &hash));
+        assert!(
+            !is_current_for(&format!("{hash}.aB3dE"), &hash),
+            "short suffix"
+        );
+        assert!(
+            !is_current_for(&format!("{hash}.aB3d;9"), &hash),
+            "bad alphabet"
+        );
+        let other = hmac_hex(b"k", "192.0.2.8");
+        assert!(
+            !is_current_for(&format!("{other}.aB3dE9"), &hash),
+            "another client"
+        );
+    }
 }

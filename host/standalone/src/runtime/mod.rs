@@ -25,7 +25,7 @@ use gatehouse_core::edge::{
 use gatehouse_core::policy::{PermissionSet, Policy};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::config::{ComponentSource, SelectedProvider};
 pub use state::Evidence;
@@ -143,6 +143,14 @@ pub struct ProviderRuntime {
     info: Vec<ProviderInfo>,
 }
 
+/// Bytes of each linear memory restored in place (not madvised) when an instance is freed. With
+/// PAGEMAP_SCAN only dirtied pages count against it; without, this many low bytes are memset, which
+/// covers the stack, data and heap start of a small provider (ours use a 64 KiB stack).
+const KEEP_RESIDENT: usize = 512 << 10;
+
+/// Bytes of each table restored in place likewise.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
 /// Builds the engine: pooling allocator, epoch interruption, no async, no fuel.
 fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
@@ -155,7 +163,15 @@ fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
         .max_tables_per_component(2)
         .max_memory_size(limits.memory_bytes)
         // Instances are short-lived; keep a modest number of warm slots.
-        .max_unused_warm_slots(64);
+        .max_unused_warm_slots(64)
+        // Reset memories and tables in place instead of with madvise: on Linux >= 6.7 the
+        // PAGEMAP_SCAN ioctl finds the pages an instance dirtied and only those are restored, so a
+        // freed slot costs no madvise (whose TLB-shootdown IPIs dominated the per-request profile)
+        // and the next instance takes no page faults. Elsewhere the first KEEP_RESIDENT bytes are
+        // memset. Measured in benches/providers.rs; see BENCHMARKS.md.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(TABLE_KEEP_RESIDENT);
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
@@ -588,13 +604,12 @@ impl RequestProviders<'_> {
         let mut store = self
             .rt
             .new_store(Arc::clone(&self.evidence), Arc::clone(&loaded.settings));
-        let result = match call(&mut store, &loaded.pre) {
+        match call(&mut store, &loaded.pre) {
             Err(failure) => Err(failure),
             Ok(Err(e)) => Err(classify(&store, &e)),
             Ok(Ok(Err(message))) => Err(ProviderFailure::Provider(message)),
             Ok(Ok(Ok(value))) => Ok(value),
-        };
-        result
+        }
     }
 }
 

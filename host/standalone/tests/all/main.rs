@@ -2,6 +2,7 @@
 //! provider components and a loopback origin. One test binary, one module per area.
 
 mod cli;
+mod components;
 mod hostile;
 mod serve;
 mod startup;

@@ -231,7 +231,10 @@ fn de_with_tcf_storage_consent_mints_an_edge_cookie() {
     let server = Server::start("de-tcf", &config(&origin.url(), "DE", &extra));
     let cookie = format!("euconsent-v2={TCF_PURPOSE_1}");
     let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)]);
-    assert_edge_cookie(response.set_cookie("ts-ec").expect("consented"), "127.0.0.1");
+    assert_edge_cookie(
+        response.set_cookie("ts-ec").expect("consented"),
+        "127.0.0.1",
+    );
 }
 
 #[test]
@@ -240,7 +243,11 @@ fn expired_tcf_consent_is_ignored() {
     let server = Server::start("de-tcf-expired", &config(&origin.url(), "DE", &hmac_ec()));
     let cookie = format!("euconsent-v2={TCF_PURPOSE_1}");
     let response = server.get("/", &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)]);
-    assert_eq!(response.set_cookie("ts-ec"), None, "older than 395 days: no consent");
+    assert_eq!(
+        response.set_cookie("ts-ec"),
+        None,
+        "older than 395 days: no consent"
+    );
 }
 
 #[test]
@@ -259,12 +266,25 @@ fn malformed_consent_cookie_is_ignored_and_others_still_count() {
     let server = Server::start("us-bad-tcf", &config(&origin.url(), "US", &hmac_ec()));
     let bad = server.get(
         "/",
-        &[("User-Agent", BROWSER_UA), ("Cookie", "euconsent-v2=!!!not-base64!!!")],
+        &[
+            ("User-Agent", BROWSER_UA),
+            ("Cookie", "euconsent-v2=!!!not-base64!!!"),
+        ],
     );
-    assert!(bad.set_cookie("ts-ec").is_some(), "a malformed TC string is ignored");
+    assert!(
+        bad.set_cookie("ts-ec").is_some(),
+        "a malformed TC string is ignored"
+    );
     let bad_and_usp = server.get(
         "/",
-        &[("User-Agent", BROWSER_UA), ("Cookie", "euconsent-v2=!!!; us_privacy=1YYN")],
+        &[
+            ("User-Agent", BROWSER_UA),
+            ("Cookie", "euconsent-v2=!!!; us_privacy=1YYN"),
+        ],
     );
-    assert_eq!(bad_and_usp.set_cookie("ts-ec"), None, "the US Privacy opt-out still counts");
+    assert_eq!(
+        bad_and_usp.set_cookie("ts-ec"),
+        None,
+        "the US Privacy opt-out still counts"
+    );
 }

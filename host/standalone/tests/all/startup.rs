@@ -137,3 +137,14 @@ fn secret_from_missing_env_var_fails_without_leaking() {
     assert!(err.contains("`ec.providers.hmac.passphrase`"), "{err}");
     assert!(err.contains("GATEHOUSE_TEST_UNSET_SECRET"), "{err}");
 }
+
+#[test]
+fn config_syntax_error_does_not_echo_the_secret() {
+    let ec = "[ec]\nprovider = \"hmac\"\n[ec.providers.hmac]\npassphrase = \"s3cr3t-passphrase\n";
+    let err = startup_error("syntax-secret", &config(&origin_url(), "US", ec));
+    assert!(err.contains("line "), "the error says where: {err}");
+    assert!(
+        !err.contains("s3cr3t"),
+        "the secret must not be printed: {err}"
+    );
+}
