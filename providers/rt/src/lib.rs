@@ -3,8 +3,9 @@
 //! Providers are `no_std` on `wasm32` so that a release component imports nothing beyond its WIT
 //! world: Rust's `std` on `wasm32-wasip2` pulls in `wasi:cli/*` and `wasi:io/*` (for panic
 //! messages, stdio and exit) even when a provider never prints. Linking this crate supplies what
-//! `std` otherwise would: a global allocator, a panic handler that traps, the canonical-ABI
-//! `cabi_realloc` export, and `memcpy`/`memcmp` from wasi-libc (which import nothing).
+//! `std` otherwise would: a global allocator (an arena in the initial memory, then dlmalloc; see
+//! `arena`), a panic handler that traps, the canonical-ABI `cabi_realloc` export, and
+//! `memcpy`/`memcmp` from wasi-libc (which import nothing).
 //!
 //! On native targets this crate is empty, so providers still build and unit-test natively.
 #![no_std]
@@ -12,10 +13,20 @@
 #[cfg(target_arch = "wasm32")]
 extern crate alloc;
 
+#[cfg(any(target_arch = "wasm32", test))]
+mod arena;
+
 #[cfg(target_arch = "wasm32")]
 mod wasm {
+    /// Bytes of the allocation arena in the initial linear memory. Our providers allocate a few
+    /// hundred bytes to a few KiB per call; larger needs spill over to dlmalloc.
+    const ARENA_BYTES: usize = 128 << 10;
+
+    /// Allocations come from an arena in the initial memory, so a provider call never grows its
+    /// memory (see `arena`); dlmalloc serves what does not fit.
     #[global_allocator]
-    static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+    static ALLOCATOR: super::arena::ArenaFirst<ARENA_BYTES, dlmalloc::GlobalDlmalloc> =
+        super::arena::ArenaFirst::new(dlmalloc::GlobalDlmalloc);
 
     /// A panic in a provider traps the instance; the host cuts the call off fail-closed.
     #[panic_handler]

@@ -95,6 +95,22 @@ fn de_without_consent_explains_every_permission_needs_a_tcf_record() {
 }
 
 #[test]
+fn de_with_gpc_still_needs_a_tcf_record() {
+    // GPC is an opt-out; under GDPR nothing is granted without consent, so it changes no decision
+    // but is reported as a signal the request carried.
+    let explanation = explain("DE", None, &gpc());
+    let json = to_json(&explanation);
+    assert_eq!(json["signals"]["gpc"], true);
+    assert_eq!(json["held"], json!([]));
+    assert_eq!(
+        entry(&json, "store-on-device")["decided_by"],
+        json!({"kind": "no_tcf_record"})
+    );
+    assert!(explanation.to_string().contains("signals       gpc"));
+    golden_both("de-gpc", &explanation);
+}
+
+#[test]
 fn de_with_tcf_names_the_purpose_that_decided() {
     let explanation = explain("DE", None, &tcf(&[1], &[3, 7], &[]));
     let json = to_json(&explanation);

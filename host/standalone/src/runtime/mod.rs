@@ -145,7 +145,8 @@ pub struct ProviderRuntime {
 
 /// Bytes of each linear memory restored in place (not madvised) when an instance is freed. With
 /// PAGEMAP_SCAN only dirtied pages count against it; without, this many low bytes are memset, which
-/// covers the stack, data and heap start of a small provider (ours use a 64 KiB stack).
+/// covers the stack, data and allocation arena of a small provider (ours: a 64 KiB stack and a
+/// 128 KiB arena, see `providers/rt`).
 const KEEP_RESIDENT: usize = 512 << 10;
 
 /// Bytes of each table restored in place likewise.
