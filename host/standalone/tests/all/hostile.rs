@@ -7,8 +7,10 @@ use crate::support::{BROWSER_UA, Origin, Server, component, config, sha256_of};
 
 const HOSTILE: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE");
 
-/// Generous bound for "deadline (5 ms) plus a small margin" on a loaded 2-core CI machine.
-const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
+/// "Deadline (5 ms) plus a small margin", for a loaded 2-core CI machine: with the whole suite
+/// running in parallel and a benchmark beside it, these requests were answered in 2–16 ms
+/// end to end (loopback HTTP included), so 250 ms fails only when the deadline is not enforced.
+const ANSWER_WITHIN: Duration = Duration::from_millis(250);
 
 fn hostile_server(mode: &str) -> Server {
     hostile_server_with(mode, "")
