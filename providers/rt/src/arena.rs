@@ -10,13 +10,14 @@
 //! The arena is a zero-initialised static, so it is part of the initial memory: a provider whose
 //! allocations fit never grows its memory, and its untouched arena pages cost nothing.
 //!
-//! Why a hand-written bump allocator rather than a crate: the ones that serve a static array
-//! (`static-alloc`'s `Bump`) return null when it is full, with no fallback, and the general ones
-//! (`talc`, `dlmalloc`) grow memory on first use. Freeing is unnecessary for one call's worth of
-//! allocations, so the arena only gives back the most recent block (which makes a growing
-//! `String`/`Vec` at the top reallocate in place); everything else is reclaimed when the host
-//! drops the instance. Allocations that do not fit go to the fallback, so a provider that needs
-//! more memory still gets it, up to the host's memory cap.
+//! Why a hand-written bump allocator rather than a crate: `static-alloc`'s `Bump` serves a static
+//! array but returns null when it is full, with no fallback; `talc` can claim a static array but
+//! needs a hand-written out-of-memory handler to grow past it, and `dlmalloc` always takes its
+//! heap with `memory.grow`. This is ~60 lines in front of dlmalloc. Freeing is unnecessary for
+//! one call's worth of allocations, so the arena only gives back the most recent block (which
+//! makes a growing `String`/`Vec` at the top reallocate in place); everything else is reclaimed
+//! when the host drops the instance. Allocations that do not fit go to the fallback, so a
+//! provider that needs more memory still gets it, up to the host's memory cap.
 //!
 //! Single-threaded by construction: components have no threads. The counter is an atomic only
 //! so the static is `Sync`; on `wasm32` without the atomics feature it compiles to plain loads
