@@ -48,8 +48,9 @@ provider = "hmac"
 passphrase = "load-test-passphrase"
 '
 
-# start NAME DEFAULT_COUNTRY PROVIDERS_TOML: starts a server, prints its base URL. PROVIDERS_TOML
-# continues the `[geo]` table.
+# start NAME DEFAULT_COUNTRY PROVIDERS_TOML: starts a server and sets `started_url` to its base URL.
+# PROVIDERS_TOML continues the `[geo]` table. Runs in this shell (not in `$(...)`), so the server's
+# pid reaches `pids` and the EXIT trap stops it.
 start() {
     local name="$1" country="$2" extra="$3"
     cat >"$work/$name.toml" <<EOF
@@ -71,7 +72,7 @@ EOF
         sleep 0.05
     done
     [ -n "$url" ] || { echo "load.sh: \`$name\` did not start:" >&2; cat "$work/$name.err" >&2; exit 1; }
-    echo "$url"
+    started_url="$url"
 }
 
 # expect_cookie URL yes|no: checks that a browser request does (not) get `ts-ec`.
@@ -81,28 +82,34 @@ expect_cookie() {
     [ "$got" = "$2" ] || { echo "load.sh: $1 set ts-ec: $got, expected $2" >&2; exit 1; }
 }
 
-bare="$(start bare FR '')"
-gated="$(start gated FR "$providers")"
-full="$(start full US "$providers")"
+start bare FR ''
+bare="$started_url"
+start gated FR "$providers"
+gated="$started_url"
+start full US "$providers"
+full="$started_url"
 expect_cookie "$bare" no
 expect_cookie "$gated" no
 expect_cookie "$full" yes
 
-# measure URL: prints "requests/s p50 p99" from one wrk run.
+# measure URL: one wrk run; sets `rps`, `p50` and `p99`. Runs in this shell so a failure exits.
 measure() {
     wrk -t1 -c"$connections" -d"${duration}s" --latency -H "User-Agent: $ua" "$1/" >"$work/wrk.txt"
     if grep -q 'Non-2xx' "$work/wrk.txt"; then
         echo "load.sh: non-2xx responses from $1:" >&2; cat "$work/wrk.txt" >&2; exit 1
     fi
-    awk '/^Requests\/sec:/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print rps, p50, p99}' "$work/wrk.txt"
+    awk '/^Requests\/sec:/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print rps, p50, p99}' \
+        "$work/wrk.txt" >"$work/result.txt"
+    read -r rps p50 p99 <"$work/result.txt"
+    [ -n "$p99" ] || { echo "load.sh: cannot read wrk's output:" >&2; cat "$work/wrk.txt" >&2; exit 1; }
 }
 
 echo "wrk: 1 thread, $connections connections, ${duration}s per configuration; $(nproc) cores shared with the server"
 printf '%-6s %12s %8s %10s %10s\n' config 'requests/s' 'vs bare' 'p50' 'p99'
-read -r bare_rps p50 p99 < <(measure "$bare")
+measure "$bare"
+bare_rps="$rps"
 printf '%-6s %12.0f %8s %10s %10s\n' bare "$bare_rps" 1.00 "$p50" "$p99"
 for name in gated full; do
-    url="${!name}"
-    read -r rps p50 p99 < <(measure "$url")
+    measure "${!name}"
     printf '%-6s %12.0f %8.2f %10s %10s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN {print a / b}')" "$p50" "$p99"
 done
