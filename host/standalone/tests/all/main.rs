@@ -3,6 +3,7 @@
 
 mod cli;
 mod components;
+mod hardening;
 mod hostile;
 mod serve;
 mod startup;

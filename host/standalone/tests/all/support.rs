@@ -72,7 +72,8 @@ pub fn config(origin: &str, default_country: &str, extra: &str) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
-trusted_proxies = ["127.0.0.2"]
+# The tests' client is 127.0.0.1 and plays the CDN in front of Gatehouse, so its geo headers count.
+trusted_proxies = ["127.0.0.1"]
 
 [origin]
 url = "{origin}"
@@ -120,10 +121,16 @@ pub struct Server {
 impl Server {
     /// Starts the server with `config` and waits until it listens.
     pub fn start(label: &str, config: &str) -> Self {
+        Self::start_with_args(label, config, &[])
+    }
+
+    /// Starts the server with `config` and extra `serve` arguments.
+    pub fn start_with_args(label: &str, config: &str, args: &[&str]) -> Self {
         let path = write_config(label, config);
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&path)
+            .args(args)
             .env("GATEHOUSE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -209,6 +216,19 @@ impl Response {
             .into_iter()
             .find(|v| v.starts_with(&format!("{name}=")))
     }
+}
+
+/// Sends `raw` bytes as one request and parses the response.
+pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(raw).expect("write");
+    let mut out = Vec::new();
+    // The server may close before reading everything we sent; what it answered is what counts.
+    let _ = stream.read_to_end(&mut out);
+    parse_response(&out)
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`.
