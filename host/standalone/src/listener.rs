@@ -134,7 +134,10 @@ pub fn tls_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, Co
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
         ConfigError::invalid(
             "server.tls.key",
-            format!("cannot read a PEM private key from `{}`: {e}", tls.key.display()),
+            format!(
+                "cannot read a PEM private key from `{}`: {e}",
+                tls.key.display()
+            ),
         )
     })?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -164,6 +167,9 @@ fn connection_builder() -> auto::Builder<TokioExecutor> {
 /// # Errors
 /// When the listen address cannot be bound or a signal handler cannot be installed.
 pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> anyhow::Result<()> {
+    // Before the address is announced: a signal sent as soon as the server listens must be
+    // handled, not take the default action (which for `SIGHUP` is to terminate).
+    let mut signals = Signals::install()?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| {
@@ -181,9 +187,12 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
     tracing::info!("listening on {scheme}://{local} (HTTP/1.1 and HTTP/2)");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("gatehouse listening on {scheme}://{local}");
-    let _pid_file = settings.pid_file.as_deref().map(PidFile::write).transpose()?;
+    let _pid_file = settings
+        .pid_file
+        .as_deref()
+        .map(PidFile::write)
+        .transpose()?;
 
-    let mut signals = Signals::install()?;
     let reloads = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(reload_loop(
         Arc::new(reloader),
@@ -389,10 +398,7 @@ impl PidFile {
     fn write(path: &Path) -> anyhow::Result<Self> {
         let pid = std::process::id().to_string();
         std::fs::write(path, format!("{pid}\n")).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot write `{}` (`server.pid_file`): {e}",
-                path.display()
-            )
+            anyhow::anyhow!("cannot write `{}` (`server.pid_file`): {e}", path.display())
         })?;
         Ok(Self {
             path: path.to_owned(),

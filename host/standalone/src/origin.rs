@@ -171,10 +171,7 @@ fn trust_roots(ca_file: Option<&Path>) -> Result<RootCertStore, ConfigError> {
 }
 
 /// The 502/504 answer for a failed origin request, logged with its cause.
-pub fn failure_response(
-    base: &Uri,
-    error: &hyper_util::client::legacy::Error,
-) -> Response<Body> {
+pub fn failure_response(base: &Uri, error: &hyper_util::client::legacy::Error) -> Response<Body> {
     let authority = base.authority().map_or("", |a| a.as_str());
     if let Some(tls) = find_tls_error(error) {
         let detail = describe_tls_error(tls, base.host().unwrap_or(authority));
@@ -210,7 +207,9 @@ fn describe_tls_error(error: &rustls::Error, host: &str) -> String {
     match error {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                format!("certificate name mismatch: the origin's certificate is not valid for `{host}`")
+                format!(
+                    "certificate name mismatch: the origin's certificate is not valid for `{host}`"
+                )
             }
             CertificateError::UnknownIssuer => format!(
                 "certificate unknown: the certificate of `{host}` is not signed by a trusted \

@@ -49,9 +49,9 @@ impl Reloader {
         tracing::info!(config = %self.config_path.display(), "reloading the configuration");
         match self.try_reload(live) {
             Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => tracing::error!(
-                "reload refused, the previous configuration keeps serving: {e}"
-            ),
+            Err(e) => {
+                tracing::error!("reload refused, the previous configuration keeps serving: {e}")
+            }
         }
     }
 
@@ -146,11 +146,10 @@ pub fn signal_running_server(target: Target<'_>) -> Result<i32, SignalError> {
                 .server
                 .pid_file
                 .ok_or_else(|| SignalError::NoPidFile(path.to_owned()))?;
-            let text =
-                std::fs::read_to_string(&pid_file).map_err(|e| SignalError::PidFile {
-                    path: pid_file.clone(),
-                    reason: e.to_string(),
-                })?;
+            let text = std::fs::read_to_string(&pid_file).map_err(|e| SignalError::PidFile {
+                path: pid_file.clone(),
+                reason: e.to_string(),
+            })?;
             text.trim().parse().map_err(|_| SignalError::PidFile {
                 path: pid_file.clone(),
                 reason: "not a process id".into(),
@@ -158,10 +157,13 @@ pub fn signal_running_server(target: Target<'_>) -> Result<i32, SignalError> {
         }
     };
     // Zero and negative ids address process groups (-1: every process); never send those.
-    let process = (pid > 0).then(|| rustix::process::Pid::from_raw(pid)).flatten().ok_or_else(|| SignalError::Kill {
-        pid,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a process id"),
-    })?;
+    let process = (pid > 0)
+        .then(|| rustix::process::Pid::from_raw(pid))
+        .flatten()
+        .ok_or_else(|| SignalError::Kill {
+            pid,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a process id"),
+        })?;
     rustix::process::kill_process(process, rustix::process::Signal::HUP).map_err(|e| {
         SignalError::Kill {
             pid,

@@ -4,6 +4,11 @@
 mod cli;
 mod components;
 mod hostile;
+mod http2;
+mod origin_tls;
+mod reload;
 mod serve;
+mod shutdown;
 mod startup;
 mod support;
+mod tls_support;

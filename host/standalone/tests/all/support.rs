@@ -196,8 +196,8 @@ impl Server {
 
     /// Sends `signal` to the server.
     pub fn signal(&self, signal: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid()).expect("pid"))
-            .expect("pid");
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.pid()).expect("pid")).expect("pid");
         rustix::process::kill_process(pid, signal).expect("send signal");
     }
 

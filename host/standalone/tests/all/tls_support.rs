@@ -60,10 +60,9 @@ impl TestCa {
     /// Issues a certificate for `names`, written to files named after `label`.
     pub fn issue(&self, label: &str, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
-        let params = CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )
-        .expect("leaf params");
+        let params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("leaf params");
         let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
         let leaf = Leaf {
             cert: self.dir.join(format!("{label}.pem")),
@@ -165,11 +164,10 @@ impl TlsOrigin {
                                     Ok::<_, std::convert::Infallible>(response)
                                 }
                             });
-                            let _ = hyper_util::server::conn::auto::Builder::new(
-                                TokioExecutor::new(),
-                            )
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .await;
                         });
                     }
                 });
