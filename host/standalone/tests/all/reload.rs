@@ -10,6 +10,7 @@ use std::time::Duration;
 use rustix::process::Signal;
 
 use crate::support::{BROWSER_UA, Origin, Server, config, hmac_ec, http_get, run, temp_dir};
+use crate::tls_support::{TestCa, server_tls_section, tls_get};
 
 const POLICY: &str = include_str!("../../../../permissions.yaml");
 const US_RULE: &str = "\n  US: us-opt-out\n";
@@ -215,4 +216,22 @@ fn reload_without_a_pid_file_fails_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`server.pid_file`"), "{stderr}");
+}
+
+#[test]
+fn reload_re_reads_the_tls_certificate_files() {
+    let (old_ca, new_ca) = (TestCa::new("rotate-old"), TestCa::new("rotate-new"));
+    let leaf = old_ca.issue("listener", &["localhost"]);
+    let origin = Origin::start();
+    let cfg = config(&origin.url(), "US", &hmac_ec()) + &server_tls_section(&leaf);
+    let server = Server::start("reload-tls", &cfg);
+    let alpn: &[&[u8]] = &[b"h2"];
+    assert_eq!(tls_get(server.addr, &old_ca, alpn, "/", &[]).0.status, 200);
+    // Rotate: a certificate from another CA, written over the configured files.
+    let rotated = new_ca.issue("rotated", &["localhost"]);
+    std::fs::copy(&rotated.cert, &leaf.cert).expect("rotate cert");
+    std::fs::copy(&rotated.key, &leaf.key).expect("rotate key");
+    server.signal(Signal::HUP);
+    server.wait_for_log("configuration reloaded", 1);
+    assert_eq!(tls_get(server.addr, &new_ca, alpn, "/", &[]).0.status, 200);
 }
