@@ -158,3 +158,24 @@ fn drain_delay_not_shorter_than_timeout_fails_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`server.drain_delay_ms`"), "{stderr}");
 }
+
+#[test]
+fn http2_request_in_flight_at_sigterm_completes() {
+    let origin = Origin::start_with_delay(Duration::from_millis(1500));
+    let mut server = Server::start(
+        "drain-h2",
+        &drain_config(&origin, "drain_timeout_ms = 10000"),
+    );
+    let addr = server.addr;
+    let in_flight = std::thread::spawn(move || {
+        crate::tls_support::h2c_get(addr, "/", &[("user-agent", BROWSER_UA)])
+    });
+    wait_for_origin_requests(&origin, 1);
+    server.signal(Signal::TERM);
+    wait_until_refused(&server);
+    let response = in_flight.join().expect("client thread");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(response.set_cookie("ts-ec").is_some());
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
