@@ -104,6 +104,19 @@ pub struct ServerConfig {
     /// answered 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
+    /// `drain_timeout_ms`: on `SIGTERM`/`SIGINT`, how long requests in flight may take to finish
+    /// before the process exits anyway. Counted from the signal, `drain_delay_ms` included.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_ms: u64,
+    /// `drain_delay_ms`: on `SIGTERM`/`SIGINT`, how long to keep accepting connections (answering
+    /// `/_ts/health` with 503 `draining` and closing each HTTP/1.1 connection after its response)
+    /// before the listener closes, so a load balancer's health checks see the drain first.
+    #[serde(default)]
+    pub drain_delay_ms: u64,
+    /// `pid_file`: where to write the server's process id, for `gatehouse reload --config`.
+    pub pid_file: Option<PathBuf>,
+    /// `[server.tls]`: terminate TLS on the listener (HTTP/2 and HTTP/1.1 by ALPN).
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +127,10 @@ impl Default for ServerConfig {
             client_ip_header: default_client_ip_header(),
             cdn_headers: default_cdn_headers(),
             max_body_bytes: default_max_body_bytes(),
+            drain_timeout_ms: default_drain_timeout(),
+            drain_delay_ms: 0,
+            pid_file: None,
+            tls: None,
         }
     }
 }
@@ -134,8 +151,23 @@ fn default_max_body_bytes() -> u64 {
     1 << 20
 }
 
+/// `[server.tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// `cert`: PEM certificate chain, leaf first (relative to the config file).
+    pub cert: PathBuf,
+    /// `key`: PEM private key (PKCS#8, PKCS#1 or SEC1; relative to the config file).
+    pub key: PathBuf,
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// 25 s: below the 30 s a Kubernetes pod gets between `SIGTERM` and `SIGKILL` by default.
+fn default_drain_timeout() -> u64 {
+    25_000
 }
 
 /// `[origin]`.
@@ -150,6 +182,9 @@ pub struct OriginConfig {
     /// `timeout_ms`: how long to wait for the origin's response headers.
     #[serde(default = "default_origin_timeout")]
     pub timeout_ms: u64,
+    /// `ca_file`: PEM CA certificates to verify an `https://` origin with, instead of the system
+    /// roots (relative to the config file).
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_origin_timeout() -> u64 {
@@ -421,8 +456,19 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        if let Some(p) = self.policy.path.as_mut() {
+        for p in [
+            self.policy.path.as_mut(),
+            self.origin.ca_file.as_mut(),
+            self.server.pid_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
+        }
+        if let Some(tls) = self.server.tls.as_mut() {
+            fix(&mut tls.cert);
+            fix(&mut tls.key);
         }
         if let Some(p) = self
             .runtime
@@ -551,7 +597,8 @@ impl Config {
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return Err(ConfigError::invalid(
                 "ec.cookie_name",
-                "must be an RFC 6265 cookie name (a non-empty token: letters, digits and                  !#$%&'*+-.^_`|~)",
+                "must be an RFC 6265 cookie name (a non-empty token: letters, digits and \
+                 !#$%&'*+-.^_`|~)",
             ));
         }
         if let Some(domain) = &self.ec.cookie_domain
@@ -578,7 +625,7 @@ impl Config {
                 return Err(ConfigError::invalid(
                     key,
                     format!(
-                        "`{lower}` can never be set by a provider: cookie, framing, hop-by-hop                          and caching headers are Gatehouse's"
+                        "`{lower}` can never be set by a provider: cookie, framing, hop-by-hop and caching headers are Gatehouse's"
                     ),
                 ));
             }
@@ -625,6 +672,26 @@ impl Config {
                 )
             })
             .collect()
+    }
+
+    /// The validated drain settings: `(drain_delay, drain_timeout)`.
+    ///
+    /// # Errors
+    /// When `server.drain_delay_ms` is not shorter than `server.drain_timeout_ms`.
+    pub fn drain(&self) -> Result<(std::time::Duration, std::time::Duration), ConfigError> {
+        let (delay, timeout) = (self.server.drain_delay_ms, self.server.drain_timeout_ms);
+        if delay >= timeout {
+            return Err(ConfigError::invalid(
+                "server.drain_delay_ms",
+                format!(
+                    "must be shorter than `server.drain_timeout_ms` ({timeout}), which counts from the signal"
+                ),
+            ));
+        }
+        Ok((
+            std::time::Duration::from_millis(delay),
+            std::time::Duration::from_millis(timeout),
+        ))
     }
 
     /// The parsed `[server] trusted_proxies`.

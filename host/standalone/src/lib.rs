@@ -3,10 +3,14 @@
 //! The `gatehouse` binary (`src/main.rs`) is a thin CLI over these modules; the library exists so
 //! benchmarks and tests can drive the runtime directly.
 
+pub mod app;
 pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod consent;
+pub mod listener;
+pub mod origin;
 pub mod problem;
+pub mod reload;
 pub mod runtime;
 pub mod server;

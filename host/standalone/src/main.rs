@@ -1,6 +1,7 @@
 //! `gatehouse`: the standalone Gatehouse host.
 //!
 //! - `gatehouse serve --config FILE`: the edge server.
+//! - `gatehouse reload --config FILE` (or `--pid N`): make the running server reload its config.
 //! - `gatehouse permissions explain --country DE ...`: audit what the policy resolves to.
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
@@ -12,11 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
-use gatehouse_core::policy::Policy;
-
-use gatehouse::config::{self, Config};
-use gatehouse::{consent, runtime, server};
+use gatehouse::config::Config;
+use gatehouse::{app, consent, listener, reload, runtime};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +38,18 @@ enum Command {
         /// per line). The level filter is `GATEHOUSE_LOG` (e.g. `debug`, `gatehouse=debug`).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+    },
+    /// Make a running server reload its configuration (sends it `SIGHUP`).
+    ///
+    /// The server is found through `server.pid_file` of `--config`, or by `--pid`. The outcome
+    /// (reloaded, or refused with the error) is in the server's log.
+    Reload {
+        /// The configuration file the server was started with (its `server.pid_file` is read).
+        #[arg(long, short, required_unless_present = "pid", conflicts_with = "pid")]
+        config: Option<PathBuf>,
+        /// The server's process id.
+        #[arg(long)]
+        pid: Option<i32>,
     },
     /// Inspect the permission policy.
     Permissions {
@@ -136,6 +146,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reload { config, pid } => {
+            let target = match (&config, pid) {
+                (_, Some(pid)) => reload::Target::Pid(pid),
+                (Some(config), None) => reload::Target::Config(config),
+                (None, None) => unreachable!("clap requires `--config` or `--pid`"),
+            };
+            match reload::signal_running_server(target) {
+                Ok(pid) => {
+                    println!("sent SIGHUP to gatehouse process {pid}; the outcome is in its log");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Permissions {
             command:
                 PermissionsCommand::Explain {
@@ -205,103 +232,26 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Loads the policy: the file at `path`, or the embedded default.
-fn load_policy(path: Option<&Path>) -> anyhow::Result<&'static Policy> {
-    match path {
-        None => Policy::embedded().context("the embedded permissions.yaml is invalid"),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read policy `{}` (`policy.path`)", path.display())
-            })?;
-            let policy = Policy::from_yaml_str(&text, &path.display().to_string())?;
-            // The policy lives as long as the process; leaking it lets every request borrow it.
-            Ok(Box::leak(Box::new(policy)))
-        }
-    }
-}
-
 fn serve(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let policy = load_policy(config.policy.path.as_deref())?;
-    let default_country_key = config.default_country()?;
-    let default_country = policy.default_country(default_country_key)?;
-    tracing::info!(
-        policy = policy.source(),
-        "default jurisdiction baseline: {}",
-        policy.baseline_summary(&default_country)
-    );
-    let client_ip = gatehouse::client_ip::ClientIpPolicy {
-        trusted: config.trusted_proxies()?,
-        header: config.client_ip_header()?,
-    };
-    let cdn_headers = config.cdn_headers()?;
-    let select = |kind: ProviderKind| {
-        config.selected_provider(kind.section(), &runtime::bundled_names(kind))
-    };
-    let geo = select(ProviderKind::Geo)?;
-    let device = select(ProviderKind::Device)?;
-    let ec = select(ProviderKind::EdgeCookie)?;
-    let ec_rules = EdgeCookieRules::new(policy, &config.ec.allowed_headers)
-        .map_err(|reason| config::ConfigError::invalid("ec", reason))?;
-    let cache_dir = match &config.runtime.cache_dir {
-        Some(dir) if dir.as_os_str().is_empty() => None,
-        Some(dir) => Some(dir.clone()),
-        None => default_cache_dir(),
-    };
-    let limits = runtime::Limits {
-        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
-        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-        max_instances: config.runtime.max_instances,
-        cache_dir,
-    };
-    let rt =
-        runtime::ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
-    for p in rt.providers() {
-        tracing::info!(
-            kind = p.kind,
-            name = %p.name,
-            id = %p.id,
-            version = %p.version,
-            requires = ?p.required_permissions,
-            "provider loaded"
-        );
-    }
-    let origin = server::Origin::from_config(
-        &config.origin.url,
-        config.origin.preserve_host,
-        Duration::from_millis(config.origin.timeout_ms),
-    )
-    .map_err(|reason| config::ConfigError::invalid("origin.url", reason))?;
-    let app = Arc::new(server::App {
-        policy,
-        default_country,
-        ec_rules,
-        cookie: server::CookieSettings {
-            name: config.ec.cookie_name.clone(),
-            domain: config.ec.cookie_domain.clone(),
-            max_age_secs: config.ec.max_age_secs,
-        },
-        runtime: rt,
-        client_ip,
-        cdn_headers,
-        max_body_bytes: config.server.max_body_bytes,
-        origin,
-        consent: config.consent,
-    });
+    let settings = listener::Settings::from_config(&config)?;
+    let app = app::build(&config)?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(listener::tls_config)
+        .transpose()?;
+    let live = Arc::new(listener::Live::new(app, tls));
+    let reloader = reload::Reloader::new(config_path.to_owned(), settings.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(server::serve(app, config.server.listen))
-}
-
-fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("gatehouse"))
+    let result = runtime.block_on(listener::serve(live, settings, reloader));
+    // Connections cut off by the drain timeout, or a reload still compiling, must not hold the
+    // exit up.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 struct ExplainArgs {
@@ -322,7 +272,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
         .policy
         .clone()
         .or_else(|| config.as_ref().and_then(|c| c.policy.path.clone()));
-    let policy = load_policy(policy_path.as_deref())?;
+    let policy = app::load_policy(policy_path.as_deref())?;
     let default_key = match (&args.default_country, &config) {
         (Some(key), _) => key.clone(),
         (None, Some(config)) => config.default_country()?.to_owned(),

@@ -22,6 +22,8 @@ pub enum Problem {
     OriginUnavailable,
     /// The origin did not answer in time.
     OriginTimeout,
+    /// The TLS connection to the origin failed (certificate unknown, name mismatch, ...).
+    OriginTls,
 }
 
 impl Problem {
@@ -56,6 +58,11 @@ impl Problem {
                 StatusCode::GATEWAY_TIMEOUT,
                 "origin-timeout",
                 "The publisher origin did not answer in time",
+            ),
+            Self::OriginTls => (
+                StatusCode::BAD_GATEWAY,
+                "origin-tls",
+                "The TLS connection to the publisher origin failed",
             ),
         }
     }

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_core::edge::{self, Decision, EdgeCookieDecision, EdgeCookieRules};
@@ -15,64 +14,15 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::body::{BodyFault, ClientBody};
 use crate::client_ip::{ClientChain, ClientIpPolicy};
+pub use crate::origin::Origin;
 use crate::problem::Problem;
 use crate::runtime::{Evidence, ProviderRuntime};
 
 /// Response bodies: streamed from the origin or generated here.
 pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// Where proxied requests go.
-pub enum Origin {
-    /// A built-in demo page, so a newcomer can try Gatehouse without a site.
-    Demo,
-    /// An HTTP origin.
-    Http {
-        /// `scheme://authority` of the origin.
-        base: Uri,
-        /// Forward the visitor's `Host` instead of the origin's authority.
-        preserve_host: bool,
-        /// Response-header timeout.
-        timeout: Duration,
-        /// The pooled client (boxed: it is large and `Demo` is empty).
-        client: Box<Client<HttpConnector, ClientBody>>,
-    },
-}
-
-impl Origin {
-    /// Parses `[origin] url`.
-    ///
-    /// # Errors
-    /// When the URL is not `builtin:demo` or an `http://host[:port]` URL without a path.
-    pub fn from_config(url: &str, preserve_host: bool, timeout: Duration) -> Result<Self, String> {
-        if url == "builtin:demo" {
-            return Ok(Self::Demo);
-        }
-        let base: Uri = url
-            .parse()
-            .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-        if base.scheme_str() != Some("http") || base.authority().is_none() {
-            return Err(format!(
-                "`{url}`: expected `http://host[:port]` (TLS to the origin is not supported yet) or `builtin:demo`"
-            ));
-        }
-        if !matches!(base.path(), "" | "/") {
-            return Err(format!("`{url}`: the origin URL must not have a path"));
-        }
-        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
-        Ok(Self::Http {
-            base,
-            preserve_host,
-            timeout,
-            client,
-        })
-    }
-}
 
 /// Edge Cookie attributes from `[ec]`.
 pub struct CookieSettings {
@@ -84,10 +34,11 @@ pub struct CookieSettings {
     pub max_age_secs: u64,
 }
 
-/// Everything a request needs, built once at startup.
+/// Everything a request needs, built at startup and again by every reload
+/// ([`crate::app::build`]); a request holds one `App` from start to end.
 pub struct App {
     /// The permission policy.
-    pub policy: &'static Policy,
+    pub policy: SharedPolicy,
     /// The validated default jurisdiction.
     pub default_country: DefaultCountry,
     /// Edge Cookie rules.
@@ -108,82 +59,48 @@ pub struct App {
     pub consent: gatehouse_core::consent::ConsentConfig,
 }
 
-/// Serves until ctrl-c / SIGTERM.
-///
-/// # Errors
-/// When the listen address cannot be bound.
-pub async fn serve(app: Arc<App>, listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}` (`server.listen`): {e}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!("listening on http://{local}");
-    // A stable line on stdout for scripts and tests that start the server on port 0.
-    println!("gatehouse listening on http://{local}");
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => {
-                tracing::info!("shutting down");
-                return Ok(());
-            }
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        continue;
-                    }
-                };
-                let app = Arc::clone(&app);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let app = Arc::clone(&app);
-                        async move { Ok::<_, std::convert::Infallible>(handle(&app, peer, req).await) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
+/// A policy: the embedded one (static), or one read from `policy.path` (dropped with the last
+/// `App` that uses it, so a reload does not leak the old one).
+#[derive(Clone)]
+pub enum SharedPolicy {
+    /// The policy compiled into the binary.
+    Embedded(&'static Policy),
+    /// A policy read from a file.
+    Loaded(Arc<Policy>),
+}
+
+impl std::ops::Deref for SharedPolicy {
+    type Target = Policy;
+    fn deref(&self) -> &Policy {
+        match self {
+            Self::Embedded(policy) => policy,
+            Self::Loaded(policy) => policy,
         }
     }
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+/// Whether the server is serving normally or draining for shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// Serving.
+    Serving,
+    /// Shutting down: `/_ts/health` answers 503 `draining` so load balancers stop sending.
+    Draining,
 }
 
 /// Routes one request.
-pub async fn handle(app: &App, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    lifecycle: Lifecycle,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
     if let Some(problem) = refuse_malformed(&req) {
         return problem;
     }
     let path = req.uri().path();
     if path == "/_ts" || path.starts_with("/_ts/") {
-        return own_route(app, &req);
+        return own_route(app, lifecycle, &req);
     }
     if !app.client_ip.peer_is_trusted(peer.ip()) {
         let removed = crate::client_ip::strip_untrusted_facts(
@@ -216,7 +133,7 @@ fn refuse_malformed(req: &Request<Incoming>) -> Option<Response<Body>> {
     None
 }
 
-fn own_route(app: &App, req: &Request<Incoming>) -> Response<Body> {
+fn own_route(app: &App, lifecycle: Lifecycle, req: &Request<Incoming>) -> Response<Body> {
     let route = req.uri().path();
     let known = matches!(route, "/_ts/health" | "/_ts/metrics");
     if !known {
@@ -227,12 +144,17 @@ fn own_route(app: &App, req: &Request<Incoming>) -> Response<Body> {
     }
     match route {
         "/_ts/health" => {
+            // Load balancers act on the status code: 503 takes this instance out of rotation.
+            let (status, word) = match lifecycle {
+                Lifecycle::Serving => (StatusCode::OK, "ok"),
+                Lifecycle::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            };
             let doc = serde_json::json!({
-                "status": "ok",
+                "status": word,
                 "version": env!("CARGO_PKG_VERSION"),
                 "providers": app.runtime.providers(),
             });
-            text_response(StatusCode::OK, "application/json", doc.to_string())
+            text_response(status, "application/json", doc.to_string())
         }
         _ => text_response(StatusCode::OK, "text/plain; version=0.0.4", metrics(app)),
     }
@@ -341,7 +263,7 @@ fn run_decision(
     let decision: Decision<'_> = {
         let mut providers = app.runtime.for_request(Arc::clone(&evidence));
         edge::decide(
-            app.policy,
+            &app.policy,
             &app.default_country,
             &signals,
             &app.ec_rules,
@@ -427,8 +349,7 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
                         }
                         None => {}
                     }
-                    tracing::warn!("origin request failed: {e}");
-                    return Problem::OriginUnavailable.response(None);
+                    return crate::origin::failure_response(base, &e);
                 }
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
@@ -504,6 +425,31 @@ fn upstream_request(
         .build()
         .map_err(|e| format!("cannot build the origin URL: {e}"))?;
     strip_hop_by_hop(&mut head.headers);
+    // An HTTP/2 request carries its host in `:authority`, not `Host`.
+    if preserve_host
+        && !head.headers.contains_key(header::HOST)
+        && let Some(host) = head
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        head.headers.insert(header::HOST, host);
+    }
+    // HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
+    if head.headers.get_all(header::COOKIE).iter().count() > 1 {
+        let joined = head
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            head.headers.insert(header::COOKIE, value);
+        }
+    }
+    // The client negotiates the origin's protocol (ALPN); the visitor's is irrelevant to it.
+    head.version = http::Version::HTTP_11;
     if !preserve_host
         && let Some(authority) = base.authority()
         && let Ok(host) = HeaderValue::from_str(authority.as_str())

@@ -3,11 +3,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
@@ -121,15 +121,24 @@ pub struct Server {
 impl Server {
     /// Starts the server with `config` and waits until it listens.
     pub fn start(label: &str, config: &str) -> Self {
-        Self::start_with_args(label, config, &[])
+        Self::start_at(&write_config(label, config))
     }
 
     /// Starts the server with `config` and extra `serve` arguments.
     pub fn start_with_args(label: &str, config: &str, args: &[&str]) -> Self {
-        let path = write_config(label, config);
+        Self::start_at_with_args(&write_config(label, config), args)
+    }
+
+    /// Starts the server with the config file at `path` and waits until it listens.
+    pub fn start_at(path: &Path) -> Self {
+        Self::start_at_with_args(path, &[])
+    }
+
+    /// Starts the server with the config file at `path` and extra `serve` arguments.
+    pub fn start_at_with_args(path: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
-            .arg(&path)
+            .arg(path)
             .args(args)
             .env("GATEHOUSE_LOG", "info")
             .stdout(Stdio::piped())
@@ -151,7 +160,10 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("gatehouse listening on http://") {
+                if let Some(addr) = line
+                    .strip_prefix("gatehouse listening on http://")
+                    .or_else(|| line.strip_prefix("gatehouse listening on https://"))
+                {
                     let _ = tx.send(addr.parse::<SocketAddr>().expect("listen address"));
                 }
             }
@@ -174,6 +186,45 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
+    }
+
+    /// Waits until the log holds `needle` at least `count` times; panics with the log after 60 s.
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        let start = Instant::now();
+        while self.log().matches(needle).count() < count {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no `{needle}` (x{count}) in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.pid()).expect("pid")).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("send signal");
+    }
+
+    /// Waits up to `timeout` for the server to exit; its exit status, or `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -279,6 +330,11 @@ pub struct Origin {
 impl Origin {
     /// Starts the origin on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with_delay(Duration::ZERO)
+    }
+
+    /// Starts an origin that waits `delay` before each response.
+    pub fn start_with_delay(delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -286,7 +342,7 @@ impl Origin {
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let seen = Arc::clone(&seen);
-                std::thread::spawn(move || serve_origin(stream, &seen));
+                std::thread::spawn(move || serve_origin(stream, &seen, delay));
             }
         });
         Self { addr, requests }
@@ -298,7 +354,7 @@ impl Origin {
     }
 }
 
-fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>) {
+fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>, delay: Duration) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut head = String::new();
@@ -316,6 +372,7 @@ fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>) {
         if let Ok(mut seen) = seen.lock() {
             seen.push(head);
         }
+        std::thread::sleep(delay);
         let body = "<html><body>origin page</body></html>";
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nX-Origin: yes\r\n\r\n{body}",

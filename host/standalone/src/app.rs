@@ -1,0 +1,132 @@
+//! Building the request-serving state ([`App`]) from a parsed configuration.
+//!
+//! Startup and every reload call [`build`]: a reloaded configuration is validated exactly as at
+//! startup, because it is the same code. Nothing here touches the listener or a running server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
+use gatehouse_core::policy::{Policy, PolicyError};
+
+use crate::config::{Config, ConfigError};
+use crate::origin::Origin;
+use crate::runtime::{self, LoadError, ProviderRuntime};
+use crate::server::{App, CookieSettings, SharedPolicy};
+
+/// Why an [`App`] could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A config key is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The policy file is invalid, or the default country names no rule.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A provider could not be loaded.
+    #[error(transparent)]
+    Provider(#[from] LoadError),
+}
+
+/// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
+///
+/// # Errors
+/// When the file cannot be read or is not a valid policy.
+pub fn load_policy(path: Option<&Path>) -> Result<SharedPolicy, BuildError> {
+    match path {
+        None => Ok(SharedPolicy::Embedded(Policy::embedded()?)),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "policy.path",
+                    format!("cannot read policy `{}`: {e}", path.display()),
+                )
+            })?;
+            let policy = Policy::from_yaml_str(&text, &path.display().to_string())?;
+            Ok(SharedPolicy::Loaded(Arc::new(policy)))
+        }
+    }
+}
+
+/// Builds everything a request needs from `config`: policy, default jurisdiction, providers
+/// (compiled and checked against the policy), origin client, cookie and consent settings.
+///
+/// # Errors
+/// The first invalid key, policy error or provider that cannot be loaded.
+pub fn build(config: &Config) -> Result<App, BuildError> {
+    let policy = load_policy(config.policy.path.as_deref())?;
+    let default_country = policy.default_country(config.default_country()?)?;
+    tracing::info!(
+        policy = policy.source(),
+        "default jurisdiction baseline: {}",
+        policy.baseline_summary(&default_country)
+    );
+    let client_ip = crate::client_ip::ClientIpPolicy {
+        trusted: config.trusted_proxies()?,
+        header: config.client_ip_header()?,
+    };
+    let cdn_headers = config.cdn_headers()?;
+    let select = |kind: ProviderKind| {
+        config.selected_provider(kind.section(), &runtime::bundled_names(kind))
+    };
+    let geo = select(ProviderKind::Geo)?;
+    let device = select(ProviderKind::Device)?;
+    let ec = select(ProviderKind::EdgeCookie)?;
+    let ec_rules = EdgeCookieRules::new(&policy, &config.ec.allowed_headers)
+        .map_err(|reason| ConfigError::invalid("ec", reason))?;
+    let cache_dir = match &config.runtime.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir.clone()),
+        None => default_cache_dir(),
+    };
+    let limits = runtime::Limits {
+        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
+        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        max_instances: config.runtime.max_instances,
+        cache_dir,
+    };
+    let rt = ProviderRuntime::load(limits, &policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
+    for p in rt.providers() {
+        tracing::info!(
+            kind = p.kind,
+            name = %p.name,
+            id = %p.id,
+            version = %p.version,
+            requires = ?p.required_permissions,
+            "provider loaded"
+        );
+    }
+    let origin = Origin::from_config(
+        &config.origin.url,
+        config.origin.preserve_host,
+        Duration::from_millis(config.origin.timeout_ms),
+        config.origin.ca_file.as_deref(),
+    )?;
+    Ok(App {
+        policy,
+        default_country,
+        ec_rules,
+        cookie: CookieSettings {
+            name: config.ec.cookie_name.clone(),
+            domain: config.ec.cookie_domain.clone(),
+            max_age_secs: config.ec.max_age_secs,
+        },
+        runtime: rt,
+        client_ip,
+        cdn_headers,
+        max_body_bytes: config.server.max_body_bytes,
+        origin,
+        consent: config.consent.clone(),
+    })
+}
+
+/// `$XDG_CACHE_HOME/gatehouse`, else `~/.cache/gatehouse`.
+fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("gatehouse"))
+}
