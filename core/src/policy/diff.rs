@@ -897,11 +897,22 @@ impl fmt::Display for PolicyDiff {
         }
 
         writeln!(f)?;
+        let plural = |count: usize, word: &str| {
+            if count == 1 {
+                format!("{count} {word}")
+            } else {
+                format!("{count} {word}s")
+            }
+        };
         writeln!(
             f,
-            "outcome changes ({} in {} jurisdictions; situations: {}):",
-            self.outcome_change_count(),
-            self.jurisdictions.len(),
+            "outcome changes ({} in {}):",
+            plural(self.outcome_change_count(), "change"),
+            plural(self.jurisdictions.len(), "jurisdiction"),
+        )?;
+        writeln!(
+            f,
+            "  (situations checked: {})",
             Situation::ALL.map(Situation::label).join(", ")
         )?;
         if self.jurisdictions.is_empty() {

@@ -327,3 +327,35 @@ fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>) {
         }
     }
 }
+
+/// Compares `actual` with `tests/all/golden/<name>`, or rewrites it when `BLESS=1`.
+pub fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/all/golden")
+        .join(name);
+    if std::env::var_os("BLESS").is_some_and(|bless| bless == "1") {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("golden dir");
+        std::fs::write(&path, actual).expect("golden file is writable");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error} (run with BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        expected,
+        actual,
+        "{} is out of date (run with BLESS=1 and review the diff)",
+        path.display()
+    );
+}
+
+/// The workspace root (for `examples/` and `permissions.yaml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
