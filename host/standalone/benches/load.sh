@@ -63,7 +63,7 @@ default_country = "$country"
 $extra
 EOF
     # Only warnings: a log line per request would measure the terminal.
-    RUST_LOG=warn "$bin" serve --config "$work/$name.toml" >"$work/$name.out" 2>"$work/$name.err" &
+    GATEHOUSE_LOG=warn "$bin" serve --config "$work/$name.toml" >"$work/$name.out" 2>"$work/$name.err" &
     pids+=("$!")
     local url=""
     for _ in $(seq 1 200); do

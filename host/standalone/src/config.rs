@@ -87,9 +87,23 @@ pub struct ServerConfig {
     /// `listen`: socket address; port 0 picks a free port (logged at startup).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// `trusted_proxies`: addresses or CIDR blocks whose `Forwarded`/`X-Forwarded-For` are honoured.
+    /// `trusted_proxies`: addresses or CIDR blocks whose client-IP header and CDN facts are
+    /// believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// `client_ip_header`: the one header the trusted proxy writes the client address into:
+    /// `x-forwarded-for` (default), `forwarded`, or a single-address header such as
+    /// `cf-connecting-ip`.
+    #[serde(default = "default_client_ip_header")]
+    pub client_ip_header: String,
+    /// `cdn_headers`: request headers carrying facts a CDN or proxy sets (geo, client address,
+    /// original host and scheme); removed from requests whose peer is not a trusted proxy.
+    #[serde(default = "default_cdn_headers")]
+    pub cdn_headers: Vec<String>,
+    /// `max_body_bytes`: the largest request body forwarded to the origin; larger ones are
+    /// answered 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -97,8 +111,27 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             trusted_proxies: Vec::new(),
+            client_ip_header: default_client_ip_header(),
+            cdn_headers: default_cdn_headers(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
+}
+
+fn default_client_ip_header() -> String {
+    "x-forwarded-for".into()
+}
+
+fn default_cdn_headers() -> Vec<String> {
+    crate::client_ip::DEFAULT_CDN_HEADERS
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect()
+}
+
+/// 1 MiB, nginx's `client_max_body_size` default.
+fn default_max_body_bytes() -> u64 {
+    1 << 20
 }
 
 fn default_listen() -> SocketAddr {
@@ -295,6 +328,59 @@ pub struct SelectedProvider {
     pub settings: Vec<(String, String)>,
 }
 
+/// Response headers no provider may be allowed to set (`ec.allowed_headers`): cookies (Gatehouse
+/// owns the Edge Cookie and providers set none), message framing and hop-by-hop fields (a provider
+/// could make the server send a truncated or empty reply), and caching (a response carrying an
+/// identifier must never become shareable).
+const NEVER_PROVIDER_HEADERS: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "content-range",
+    "content-type",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "location",
+    "cache-control",
+    "expires",
+    "pragma",
+    "age",
+    "vary",
+    "clear-site-data",
+];
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A `Domain=` value: a host name of dot-separated LDH labels (a leading dot is tolerated, as
+/// RFC 6265 ignores it).
+fn is_cookie_domain(domain: &str) -> bool {
+    let d = domain.strip_prefix('.').unwrap_or(domain);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// `line L, column C: message`, without the source excerpt `toml`'s `Display` adds: the offending
 /// line may hold a secret (a mistyped `passphrase = ...`), and config values are never printed.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -325,6 +411,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.make_paths_relative_to(base);
+        config.validate()?;
         Ok(config)
     }
 
@@ -451,6 +538,93 @@ impl Config {
             source,
             settings,
         }))
+    }
+
+    /// Checks every value that ends up in a response or steers the proxy: cookie attributes are
+    /// written into `Set-Cookie` verbatim, allowlisted provider headers could otherwise replace the
+    /// framing of a response. Called by [`Config::load`].
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let name = &self.ec.cookie_name;
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(ConfigError::invalid(
+                "ec.cookie_name",
+                "must be an RFC 6265 cookie name (a non-empty token: letters, digits and                  !#$%&'*+-.^_`|~)",
+            ));
+        }
+        if let Some(domain) = &self.ec.cookie_domain
+            && !is_cookie_domain(domain)
+        {
+            return Err(ConfigError::invalid(
+                "ec.cookie_domain",
+                "must be a host name such as `example.com` (letters, digits, `-` and dots)",
+            ));
+        }
+        if self.ec.max_age_secs == 0 {
+            return Err(ConfigError::invalid(
+                "ec.max_age_secs",
+                "must be greater than 0",
+            ));
+        }
+        for (i, header) in self.ec.allowed_headers.iter().enumerate() {
+            let key = format!("ec.allowed_headers[{i}]");
+            if header.is_empty() || !header.bytes().all(is_tchar) {
+                return Err(ConfigError::invalid(key, "is not a valid header name"));
+            }
+            let lower = header.to_ascii_lowercase();
+            if NEVER_PROVIDER_HEADERS.contains(&lower.as_str()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "`{lower}` can never be set by a provider: cookie, framing, hop-by-hop                          and caching headers are Gatehouse's"
+                    ),
+                ));
+            }
+        }
+        self.client_ip_header()?;
+        self.cdn_headers()?;
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parsed `[server] client_ip_header`.
+    ///
+    /// # Errors
+    /// When it is not a header name.
+    pub fn client_ip_header(&self) -> Result<crate::client_ip::ClientIpHeader, ConfigError> {
+        self.server
+            .client_ip_header
+            .parse()
+            .map_err(|e| ConfigError::invalid("server.client_ip_header", e))
+    }
+
+    /// The parsed `[server] cdn_headers`.
+    ///
+    /// # Errors
+    /// When an entry is not a header name.
+    pub fn cdn_headers(&self) -> Result<Vec<http::HeaderName>, ConfigError> {
+        self.server
+            .cdn_headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).map_err(
+                    |_| {
+                        ConfigError::invalid(
+                            format!("server.cdn_headers[{i}]"),
+                            "is not a valid header name",
+                        )
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The parsed `[server] trusted_proxies`.

@@ -3,6 +3,7 @@
 //! The `gatehouse` binary (`src/main.rs`) is a thin CLI over these modules; the library exists so
 //! benchmarks and tests can drive the runtime directly.
 
+pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod consent;

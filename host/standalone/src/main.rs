@@ -40,6 +40,10 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Log line format on stderr: `text` (coloured only on a terminal) or `json` (one object
+        /// per line). The level filter is `GATEHOUSE_LOG` (e.g. `debug`, `gatehouse=debug`).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Inspect the permission policy.
     Permissions {
@@ -56,6 +60,15 @@ enum Command {
         #[command(subcommand)]
         command: ProvidersCommand,
     },
+}
+
+/// `serve --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -135,8 +148,8 @@ enum ProvidersCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            init_tracing();
+        Command::Serve { config, log_format } => {
+            init_tracing(log_format);
             match serve(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -223,13 +236,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr, filtered by `GATEHOUSE_LOG` (default `info`; the only variable read),
+/// coloured only when stderr is a terminal.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Loads the policy: the file at `path`, or the embedded default.
@@ -257,7 +276,11 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
         "default jurisdiction baseline: {}",
         policy.baseline_summary(&default_country)
     );
-    let trusted_proxies = config.trusted_proxies()?;
+    let client_ip = gatehouse::client_ip::ClientIpPolicy {
+        trusted: config.trusted_proxies()?,
+        header: config.client_ip_header()?,
+    };
+    let cdn_headers = config.cdn_headers()?;
     let select = |kind: ProviderKind| {
         config.selected_provider(kind.section(), &runtime::bundled_names(kind))
     };
@@ -306,7 +329,9 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             max_age_secs: config.ec.max_age_secs,
         },
         runtime: rt,
-        trusted_proxies,
+        client_ip,
+        cdn_headers,
+        max_body_bytes: config.server.max_body_bytes,
         origin,
         consent: config.consent,
     });

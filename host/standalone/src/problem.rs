@@ -11,8 +11,13 @@ use crate::server::Body;
 pub enum Problem {
     /// A `/_ts/` path that does not exist.
     NotFound,
-    /// A `/_ts/` route called with the wrong method.
+    /// A `/_ts/` route called with the wrong method, or a method a reverse proxy never forwards
+    /// (`CONNECT`, `TRACE`).
     MethodNotAllowed,
+    /// The client's request is malformed (two `Host` headers, a broken chunked body, ...).
+    BadRequest,
+    /// The client's request body is over `server.max_body_bytes`.
+    PayloadTooLarge,
     /// The origin could not be reached or failed mid-response.
     OriginUnavailable,
     /// The origin did not answer in time.
@@ -31,6 +36,16 @@ impl Problem {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed on this Gatehouse route",
+            ),
+            Self::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "The request is malformed",
+            ),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "The request body is larger than this server accepts",
             ),
             Self::OriginUnavailable => (
                 StatusCode::BAD_GATEWAY,

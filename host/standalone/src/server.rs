@@ -19,7 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::client_ip::{Cidr, client_ip};
+use crate::body::{BodyFault, ClientBody};
+use crate::client_ip::{ClientChain, ClientIpPolicy};
 use crate::problem::Problem;
 use crate::runtime::{Evidence, ProviderRuntime};
 
@@ -39,7 +40,7 @@ pub enum Origin {
         /// Response-header timeout.
         timeout: Duration,
         /// The pooled client (boxed: it is large and `Demo` is empty).
-        client: Box<Client<HttpConnector, Incoming>>,
+        client: Box<Client<HttpConnector, ClientBody>>,
     },
 }
 
@@ -95,8 +96,12 @@ pub struct App {
     pub cookie: CookieSettings,
     /// The provider sandbox.
     pub runtime: ProviderRuntime,
-    /// Trusted proxies.
-    pub trusted_proxies: Vec<Cidr>,
+    /// Whom to believe about the client address.
+    pub client_ip: ClientIpPolicy,
+    /// Headers carrying CDN facts, removed from requests of untrusted peers.
+    pub cdn_headers: Vec<http::HeaderName>,
+    /// The largest request body forwarded to the origin.
+    pub max_body_bytes: u64,
     /// The origin.
     pub origin: Origin,
     /// Consent settings.
@@ -172,12 +177,43 @@ async fn shutdown_signal() {
 }
 
 /// Routes one request.
-pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: &App, peer: SocketAddr, mut req: Request<Incoming>) -> Response<Body> {
+    if let Some(problem) = refuse_malformed(&req) {
+        return problem;
+    }
     let path = req.uri().path();
     if path == "/_ts" || path.starts_with("/_ts/") {
         return own_route(app, &req);
     }
+    if !app.client_ip.peer_is_trusted(peer.ip()) {
+        let removed = crate::client_ip::strip_untrusted_facts(
+            req.headers_mut(),
+            &app.cdn_headers,
+            &app.client_ip.header,
+        );
+        if removed > 0 {
+            tracing::debug!(
+                removed,
+                "removed CDN fact headers sent by an untrusted peer"
+            );
+        }
+    }
     proxy(app, peer, req).await
+}
+
+/// Requests a reverse proxy must refuse before doing anything else.
+fn refuse_malformed(req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() == Method::CONNECT || req.method() == Method::TRACE {
+        return Some(Problem::MethodNotAllowed.response(Some(&format!(
+            "`{}` is not forwarded by this reverse proxy",
+            req.method()
+        ))));
+    }
+    // RFC 9112 §3.2: a request with more than one Host header field must be answered 400.
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Some(Problem::BadRequest.response(Some("more than one `Host` header")));
+    }
+    None
 }
 
 fn own_route(app: &App, req: &Request<Incoming>) -> Response<Body> {
@@ -287,10 +323,9 @@ struct Outcome {
 
 fn run_decision(
     app: &App,
-    peer: SocketAddr,
+    client: std::net::IpAddr,
     head: http::request::Parts,
 ) -> (http::request::Parts, Outcome) {
-    let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
     let signals = consent_signals(app, &head);
     let current = head
         .headers
@@ -349,8 +384,9 @@ fn run_decision(
 
 async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let (head, body) = req.into_parts();
+    let chain = app.client_ip.resolve(peer.ip(), &head.headers);
     let (head, outcome) = if is_page_request(&head) {
-        let (head, outcome) = run_decision(app, peer, head);
+        let (head, outcome) = run_decision(app, chain.client, head);
         (head, Some(outcome))
     } else {
         (head, None)
@@ -363,13 +399,34 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
             timeout,
             client,
         } => {
-            let upstream = match upstream_request(base, *preserve_host, peer, head, body) {
+            if let Some(length) = head
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                && length > app.max_body_bytes
+            {
+                return too_large(app.max_body_bytes);
+            }
+            let (body, fault) = ClientBody::new(body, app.max_body_bytes);
+            let upstream = match upstream_request(base, *preserve_host, &chain, head, body) {
                 Ok(r) => r,
                 Err(detail) => return Problem::OriginUnavailable.response(Some(&detail)),
             };
             match tokio::time::timeout(*timeout, client.request(upstream)).await {
                 Err(_) => return Problem::OriginTimeout.response(None),
                 Ok(Err(e)) => {
+                    // A failure while sending the visitor's body is the visitor's error, not the
+                    // origin's: answer it as such and do not count it against the origin.
+                    match fault.lock().ok().and_then(|f| *f) {
+                        Some(BodyFault::TooLarge) => return too_large(app.max_body_bytes),
+                        Some(BodyFault::Malformed) => {
+                            tracing::debug!("client request body malformed: {e}");
+                            return Problem::BadRequest
+                                .response(Some("the request body could not be read"));
+                        }
+                        None => {}
+                    }
                     tracing::warn!("origin request failed: {e}");
                     return Problem::OriginUnavailable.response(None);
                 }
@@ -426,13 +483,19 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+fn too_large(limit: u64) -> Response<Body> {
+    Problem::PayloadTooLarge.response(Some(&format!(
+        "the request body is over {limit} bytes (`server.max_body_bytes`)"
+    )))
+}
+
 fn upstream_request(
     base: &Uri,
     preserve_host: bool,
-    peer: SocketAddr,
+    chain: &ClientChain,
     mut head: http::request::Parts,
-    body: Incoming,
-) -> Result<Request<Incoming>, String> {
+    body: ClientBody,
+) -> Result<Request<ClientBody>, String> {
     let path_and_query = head.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme(base.scheme_str().unwrap_or("http"))
@@ -447,17 +510,14 @@ fn upstream_request(
     {
         head.headers.insert(header::HOST, host);
     }
-    let forwarded_for = match head
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prior) => format!("{prior}, {}", peer.ip()),
-        None => peer.ip().to_string(),
+    let protocol = match head.version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        head.headers.insert("x-forwarded-for", value);
-    }
+    crate::client_ip::rewrite_forwarding_headers(&mut head.headers, chain, protocol);
     head.uri = uri;
     Ok(Request::from_parts(head, body))
 }

@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod components;
+mod hardening;
 mod hostile;
 mod serve;
 mod startup;

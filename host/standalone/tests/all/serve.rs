@@ -8,7 +8,7 @@ use crate::support::{
     hmac_ec, workspace_root,
 };
 
-fn expected_hash(normalized_ip: &str) -> String {
+pub(crate) fn expected_hash(normalized_ip: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(PASSPHRASE.as_bytes()).expect("hmac key");
     mac.update(normalized_ip.as_bytes());
     hex::encode(mac.finalize().into_bytes())
@@ -138,8 +138,12 @@ fn geo_header_selects_the_jurisdiction() {
 #[test]
 fn forwarded_for_is_honoured_only_from_trusted_proxies() {
     let origin = Origin::start();
-    let server = Server::start("xff", &config(&origin.url(), "US", &hmac_ec()));
-    // 127.0.0.1 is not a trusted proxy in the test config: its X-Forwarded-For is ignored.
+    let config = config(&origin.url(), "US", &hmac_ec()).replace(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        "trusted_proxies = [\"127.0.0.2\"]",
+    );
+    let server = Server::start("xff", &config);
+    // 127.0.0.1 is not a trusted proxy here: its X-Forwarded-For is ignored.
     let response = server.get(
         "/",
         &[
@@ -154,11 +158,7 @@ fn forwarded_for_is_honoured_only_from_trusted_proxies() {
 fn ipv6_clients_are_hashed_by_their_64_prefix() {
     let origin = Origin::start();
     let extra = format!("{}\n", hmac_ec());
-    let config = config(&origin.url(), "US", &extra).replace(
-        "trusted_proxies = [\"127.0.0.2\"]",
-        "trusted_proxies = [\"127.0.0.1\"]",
-    );
-    let server = Server::start("v6", &config);
+    let server = Server::start("v6", &config(&origin.url(), "US", &extra));
     let response = server.get(
         "/",
         &[

@@ -31,6 +31,9 @@ const SERVER_START_WAIT: Duration = Duration::from_secs(600);
 /// How long the harness waits for a response. Only bounds a hang: no test asserts on it.
 const RESPONSE_WAIT: Duration = Duration::from_secs(300);
 
+/// How long [`Server::log_when`] waits for an expected log line. Only bounds a missing line.
+pub const LOG_WAIT: Duration = Duration::from_secs(120);
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -85,10 +88,13 @@ pub fn config(origin: &str, default_country: &str, extra: &str) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
-trusted_proxies = ["127.0.0.2"]
+# The tests' client is 127.0.0.1 and plays the CDN in front of Gatehouse, so its geo headers count.
+trusted_proxies = ["127.0.0.1"]
 
 [origin]
 url = "{origin}"
+# Never fires either: no test asserts the origin timeout, and none may race it.
+timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 
 [runtime]
 cache_dir = "{cache}"
@@ -133,10 +139,16 @@ pub struct Server {
 impl Server {
     /// Starts the server with `config` and waits until it listens.
     pub fn start(label: &str, config: &str) -> Self {
+        Self::start_with_args(label, config, &[])
+    }
+
+    /// Starts the server with `config` and extra `serve` arguments.
+    pub fn start_with_args(label: &str, config: &str, args: &[&str]) -> Self {
         let path = write_config(label, config);
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&path)
+            .args(args)
             .env("GATEHOUSE_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -186,6 +198,21 @@ impl Server {
     pub fn log(&self) -> String {
         self.log.lock().expect("log").clone()
     }
+
+    /// The server's log as soon as `ready` holds for it, or as it is after [`LOG_WAIT`]. A thread
+    /// reads the server's stderr, so a line the server wrote before answering may not have been
+    /// read yet when the answer arrives: assertions on the log wait for it instead of sleeping a
+    /// fixed time (which a loaded machine can outlast).
+    pub fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            if ready(&log) || started.elapsed() > LOG_WAIT {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -227,6 +254,19 @@ impl Response {
             .into_iter()
             .find(|v| v.starts_with(&format!("{name}=")))
     }
+}
+
+/// Sends `raw` bytes as one request and parses the response.
+pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(RESPONSE_WAIT))
+        .expect("timeout");
+    stream.write_all(raw).expect("write");
+    let mut out = Vec::new();
+    // The server may close before reading everything we sent; what it answered is what counts.
+    let _ = stream.read_to_end(&mut out);
+    parse_response(&out)
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`; panics when no response arrives within `wait`.
