@@ -12,7 +12,10 @@
 //!
 //! This module must never perform I/O or read a clock: everything it needs arrives as arguments.
 
-use crate::policy::{DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, Signals};
+use crate::policy::{
+    DefaultCountry, GatePermissions, MatchedRule, PermissionId, PermissionSet, Policy, Signals,
+    provider_gate,
+};
 
 /// The three provider kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -223,12 +226,18 @@ pub fn decide<'p>(
     let mut failures = Vec::new();
 
     // Geo: gated against the default-country baseline plus the request's signals.
+    // Every gate is `policy::provider_gate`, the function `permissions explain` reports with.
+    let default_country_baseline = policy
+        .match_jurisdiction(None, None, default_country)
+        .resolve(signals);
+    let held = |request| GatePermissions {
+        request,
+        default_country_baseline,
+        store_on_device: ec_rules.store_on_device,
+    };
     let mut location = Location::default();
     if let Some(required) = host.requirements(ProviderKind::Geo) {
-        let baseline = policy
-            .match_jurisdiction(None, None, default_country)
-            .resolve(signals);
-        if baseline.contains_all(required) {
+        if provider_gate(ProviderKind::Geo, required, &held(PermissionSet::EMPTY)).is_called() {
             match host.locate() {
                 Ok(found) => location = found,
                 Err(failure) => failures.push((ProviderKind::Geo, failure)),
@@ -247,7 +256,7 @@ pub fn decide<'p>(
 
     let mut device = Classification::default();
     if let Some(required) = host.requirements(ProviderKind::Device) {
-        if permissions.contains_all(required) {
+        if provider_gate(ProviderKind::Device, required, &held(permissions)).is_called() {
             match host.classify() {
                 Ok(found) => device = found,
                 Err(failure) => failures.push((ProviderKind::Device, failure)),
@@ -261,9 +270,7 @@ pub fn decide<'p>(
     let edge_cookie = match host.requirements(ProviderKind::EdgeCookie) {
         None => EdgeCookieDecision::NotConfigured,
         Some(required) => {
-            if !permissions.contains(ec_rules.store_on_device)
-                || !permissions.contains_all(required)
-            {
+            if !provider_gate(ProviderKind::EdgeCookie, required, &held(permissions)).is_called() {
                 gated.push(ProviderKind::EdgeCookie);
                 EdgeCookieDecision::NotPermitted
             } else if device.class == DeviceClass::Bot {

@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::gate::ProviderExplanation;
 use super::model::{Acquisition, Override, TcfSource, UsOptOut};
 use super::permission_set::PermissionId;
 use super::resolve::{GeoInput, MatchKind, MatchedRule, yes_no};
@@ -44,6 +45,19 @@ pub struct Explanation {
     pub held: Vec<String>,
     /// One entry per permission, in vocabulary order.
     pub permissions: Vec<PermissionExplanation>,
+    /// Whether each configured provider would be called; present only when the explanation was
+    /// given the deployment's providers ([`Explanation::with_providers`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<ProviderExplanation>>,
+}
+
+impl Explanation {
+    /// Adds the configured providers' gate answers (see [`MatchedRule::explain_providers`]).
+    #[must_use]
+    pub fn with_providers(mut self, providers: Vec<ProviderExplanation>) -> Self {
+        self.providers = Some(providers);
+        self
+    }
 }
 
 /// The consent signals an explanation was computed for.
@@ -237,6 +251,7 @@ impl MatchedRule<'_> {
             signals: SignalsSeen::from(signals),
             held: policy.names(held_set).map(str::to_owned).collect(),
             permissions,
+            providers: None,
         }
     }
 
@@ -489,6 +504,48 @@ impl fmt::Display for Explanation {
             let [a, b, c, d, e] = row;
             line([a, b, c, d, e])?;
         }
+        if let Some(providers) = &self.providers {
+            write_providers(f, providers)?;
+        }
         Ok(())
     }
+}
+
+/// The `providers` section of the text explanation.
+fn write_providers(f: &mut fmt::Formatter<'_>, providers: &[ProviderExplanation]) -> fmt::Result {
+    writeln!(f)?;
+    if providers.is_empty() {
+        return writeln!(f, "configured providers: none");
+    }
+    writeln!(f, "configured providers:")?;
+    let rows: Vec<[String; 4]> = providers
+        .iter()
+        .map(|entry| {
+            let needs = if entry.needed.is_empty() {
+                "(nothing)".to_owned()
+            } else {
+                entry.needed.join(", ")
+            };
+            [
+                entry.kind.to_owned(),
+                entry.provider.clone(),
+                needs,
+                entry.reason.clone(),
+            ]
+        })
+        .collect();
+    let titles = ["kind", "provider", "needs", "would be called"];
+    let mut widths = titles.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let [wa, wb, wc, _] = widths;
+    let [a, b, c, d] = titles;
+    writeln!(f, "{a:<wa$}  {b:<wb$}  {c:<wc$}  {d}")?;
+    for [a, b, c, d] in &rows {
+        writeln!(f, "{a:<wa$}  {b:<wb$}  {c:<wc$}  {d}")?;
+    }
+    Ok(())
 }

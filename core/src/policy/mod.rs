@@ -14,17 +14,28 @@
 //! It must never do I/O, read raw consent strings, or turn lenient: anything the policy does not
 //! name (a permission, group, key) is an error at load time, never ignored at request time.
 
+mod diff;
 mod error;
 mod explain;
+mod gate;
 mod model;
 mod parse;
 mod permission_set;
 mod resolve;
 mod signals;
 
+pub use diff::{
+    AcquisitionChange, Change, GroupChange, GroupRename, JurisdictionChanges,
+    LegitimateInterestChange, MatchedIn, OTHER_COUNTRIES, OptOutChange, Outcome, OutcomeChange,
+    PolicyDiff, RuleChange, RuleSummary, Situation, TcfMappingChange, diff_policies,
+};
 pub use error::{DEFAULT_COUNTRY_KEY, InvalidPolicy, PolicyError, UnknownPermission};
 pub use explain::{
     BaselineSource, Decision, Explanation, PermissionExplanation, SignalsSeen, TcfSeen,
+};
+pub use gate::{
+    ConfiguredProvider, GateBasis, GatePermissions, ProviderExplanation, ProviderGate,
+    provider_gate,
 };
 pub use model::{
     Acquisition, Baseline, EMBEDDED_POLICY_SOURCE, EMBEDDED_POLICY_YAML, Override, Policy,

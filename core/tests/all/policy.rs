@@ -1,7 +1,9 @@
 //! Permission policy tests: the shipped `permissions.yaml`, resolution, validation and the
 //! `explain` audit view.
 
+mod diff;
 mod explain;
+mod gate;
 mod permission_set;
 mod resolve;
 mod validation;

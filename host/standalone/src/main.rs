@@ -2,7 +2,9 @@
 //!
 //! - `gatehouse serve --config FILE`: the edge server.
 //! - `gatehouse reload --config FILE` (or `--pid N`): make the running server reload its config.
-//! - `gatehouse permissions explain --country DE ...`: audit what the policy resolves to.
+//! - `gatehouse permissions explain --country DE ...`: audit what the policy resolves to (with
+//!   `--config`, which configured providers would be called).
+//! - `gatehouse permissions diff OLD.yaml NEW.yaml`: what a policy change changes.
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
 
@@ -13,6 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use gatehouse_core::edge::ProviderKind;
+use gatehouse_core::policy::{
+    ConfiguredProvider, DefaultCountry, PermissionSet, Policy, diff_policies,
+};
+
 use gatehouse::config::Config;
 use gatehouse::{app, consent, listener, reload, runtime};
 
@@ -109,6 +116,25 @@ enum PermissionsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a policy change changes: every jurisdiction, permission and signal situation
+    /// whose outcome differs, and the rules, groups, permissions and mappings behind it. Exits 0
+    /// when nothing changes, 1 when something does, 2 on error.
+    Diff {
+        /// The current `permissions.yaml`.
+        old: PathBuf,
+        /// The proposed `permissions.yaml`.
+        new: PathBuf,
+        /// The default country (`geo.default_country`) to evaluate both with; default: taken from
+        /// `--config`, else `FR`. Validated against both policies, as at startup.
+        #[arg(long)]
+        default_country: Option<String>,
+        /// A config file whose `[geo] default_country` to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -199,6 +225,29 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Permissions {
+            command:
+                PermissionsCommand::Diff {
+                    old,
+                    new,
+                    default_country,
+                    config,
+                    json,
+                },
+        } => match diff(&old, &new, default_country, config.as_deref(), json) {
+            Ok((out, changed)) => {
+                print!("{out}");
+                if changed {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Consent {
             command: ConsentCommand::Decode { input, kind },
         } => consent::decode_command(&input, kind.as_deref()),
@@ -281,7 +330,10 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
     let default_country = policy
         .default_country(&default_key)
         .map_err(|e| anyhow::anyhow!("default country: {e}"))?;
-    let consent_config = config.map(|c| c.consent).unwrap_or_default();
+    let consent_config = config
+        .as_ref()
+        .map(|c| c.consent.clone())
+        .unwrap_or_default();
     let signals = consent::explain_signals(
         &consent_config,
         args.tcf.as_deref(),
@@ -293,10 +345,114 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
         args.region.as_deref(),
         &default_country,
     );
-    let explanation = rule.explain(&signals);
+    let mut explanation = rule.explain(&signals);
+    if let Some(config) = &config {
+        let store_on_device = EdgeCookieRules::new(policy, &config.ec.allowed_headers)
+            .map_err(|reason| config::ConfigError::invalid("ec", reason))?
+            .store_on_device;
+        let loaded = configured_provider_requirements(config, policy)?;
+        let providers: Vec<ConfiguredProvider<'_>> = loaded
+            .iter()
+            .map(|(kind, name, required)| ConfiguredProvider {
+                kind: *kind,
+                name,
+                required: *required,
+            })
+            .collect();
+        explanation = explanation.with_providers(rule.explain_providers(
+            &default_country,
+            &signals,
+            store_on_device,
+            &providers,
+        ));
+    }
     Ok(if args.json {
         serde_json::to_string_pretty(&explanation)?
     } else {
         explanation.to_string()
     })
+}
+
+/// `permissions diff`: the report (text or JSON) and whether anything changed.
+fn diff(
+    old_path: &Path,
+    new_path: &Path,
+    default_country: Option<String>,
+    config: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<(String, bool)> {
+    let default_key = match (default_country, config) {
+        (Some(key), _) => key,
+        (None, Some(config)) => Config::load(config)?.default_country()?.to_owned(),
+        (None, None) => "FR".to_owned(),
+    };
+    // Each file is validated as `serve` validates `policy.path`, then the default country
+    // against it.
+    let load = |path: &Path| -> anyhow::Result<(&'static Policy, DefaultCountry)> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read policy `{}`", path.display()))?;
+        let policy: &'static Policy = Box::leak(Box::new(Policy::from_yaml_str(
+            &text,
+            &path.display().to_string(),
+        )?));
+        let default_country = policy.default_country(&default_key)?;
+        Ok((policy, default_country))
+    };
+    let (old, old_default) = load(old_path)?;
+    let (new, new_default) = load(new_path)?;
+    let report = diff_policies(old, &old_default, new, &new_default);
+    let out = if json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        report.to_string()
+    };
+    Ok((out, report.changed))
+}
+
+/// Each configured provider's kind, config name and required permissions, read from its own
+/// manifest by loading it exactly as `serve` does (digest pinning, import checks, `describe`), so
+/// `permissions explain --config` reports what the server would enforce.
+fn configured_provider_requirements(
+    config: &Config,
+    policy: &Policy,
+) -> anyhow::Result<Vec<(ProviderKind, String, PermissionSet)>> {
+    let select = |kind: ProviderKind| {
+        config.selected_provider(kind.section(), &runtime::bundled_names(kind))
+    };
+    let (geo, device, ec) = (
+        select(ProviderKind::Geo)?,
+        select(ProviderKind::Device)?,
+        select(ProviderKind::EdgeCookie)?,
+    );
+    let limits = runtime::Limits {
+        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
+        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        // Loading needs one instance at a time.
+        max_instances: config.runtime.max_instances.min(8),
+        cache_dir: match &config.runtime.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => default_cache_dir(),
+        },
+    };
+    let rt =
+        runtime::ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
+    rt.providers()
+        .iter()
+        .map(|info| {
+            let kind = [
+                ProviderKind::Geo,
+                ProviderKind::Device,
+                ProviderKind::EdgeCookie,
+            ]
+            .into_iter()
+            .find(|kind| kind.section() == info.kind)
+            .with_context(|| {
+                format!("provider `{}` has unknown kind `{}`", info.name, info.kind)
+            })?;
+            let required = policy.set_from_names(&info.required_permissions)?;
+            Ok((kind, info.name.clone(), required))
+        })
+        .collect()
 }

@@ -6,7 +6,6 @@
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::serve::expected_hash;
 use crate::support::{
@@ -348,7 +347,7 @@ fn swapped_cache_entries_are_recompiled_not_run() {
         None,
         "the device provider is itself"
     );
-    let log = server.log();
+    let log = server.log_when(|log| log.matches("not bound to this component").count() >= 2);
     assert_eq!(
         log.matches("not bound to this component").count(),
         2,
@@ -370,11 +369,8 @@ fn a_cache_directory_others_can_write_is_not_used() {
     );
     let server = Server::start("open-cache", &config);
     assert!(server.get("/", &[("User-Agent", BROWSER_UA)]).status == 200);
-    assert!(
-        server.log().contains("other users can write to it"),
-        "{}",
-        server.log()
-    );
+    let log = server.log_when(|log| log.contains("other users can write to it"));
+    assert!(log.contains("other users can write to it"), "{log}");
     assert!(cache_entries(&cache).is_empty(), "nothing written there");
 }
 
@@ -384,8 +380,7 @@ fn logs_carry_no_colour_codes_when_not_on_a_terminal() {
     let origin = Origin::start();
     let server = Server::start("no-ansi", &config(&origin.url(), "US", &hmac_ec()));
     let _ = server.get("/", &[("User-Agent", BROWSER_UA)]);
-    std::thread::sleep(Duration::from_millis(50));
-    let log = server.log();
+    let log = server.log_when(|log| log.contains("provider loaded"));
     assert!(log.contains("provider loaded"), "{log}");
     assert!(!log.contains('\u{1b}'), "{log:?}");
 }
@@ -398,7 +393,7 @@ fn json_log_format_writes_one_object_per_line() {
         &config(&origin.url(), "US", &hmac_ec()),
         &["--log-format", "json"],
     );
-    let log = server.log();
+    let log = server.log_when(|log| log.contains("provider loaded"));
     let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
     assert!(!lines.is_empty());
     for line in lines {

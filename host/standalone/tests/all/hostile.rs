@@ -1,16 +1,38 @@
 //! Hostile provider components are cut off; the request is still answered, fail-closed, and the
 //! next request is served normally.
+//!
+//! No outcome here may depend on machine speed or load (issue 15): a test asserting a reason other
+//! than `deadline` runs with a call budget that never fires, so the deadline cannot beat the trap,
+//! memory cap or output check under test; the one test proving the deadline is enforced uses the
+//! production 5 ms deadline and needs no tight elapsed bound, because a guest that loops forever
+//! returning at all proves it was cut off.
 
 use std::time::{Duration, Instant};
 
-use crate::support::{BROWSER_UA, Origin, Server, component, config, sha256_of};
+use crate::support::{
+    BROWSER_UA, CALL_BUDGET_THAT_NEVER_FIRES_MS, Origin, Server, component, config, sha256_of,
+};
 
 const HOSTILE: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE");
 
-/// "Deadline (5 ms) plus a small margin", for a loaded 2-core CI machine: with the whole suite
-/// running in parallel and a benchmark beside it, these requests were answered in 2–16 ms
-/// end to end (loopback HTTP included), so 250 ms fails only when the deadline is not enforced.
-const ANSWER_WITHIN: Duration = Duration::from_millis(250);
+/// The production default deadline, for the test that proves the deadline is enforced.
+const PRODUCTION_DEADLINE_MS: u64 = 5;
+
+/// A sanity bound for the looping guest's answer: the guest never returns by itself, so any
+/// answer proves the deadline cut it off; this only turns a missing deadline into a failure in
+/// seconds rather than at the harness's response wait. Seconds, not milliseconds, so that no
+/// machine load can trip it.
+const LOOP_ANSWERED_WITHIN: Duration = Duration::from_secs(60);
+
+/// The call budget for `mode`: the production deadline for the looping guest, a budget that
+/// never fires for every other mode.
+fn call_timeout_ms(mode: &str) -> u64 {
+    if mode == "loop" {
+        PRODUCTION_DEADLINE_MS
+    } else {
+        CALL_BUDGET_THAT_NEVER_FIRES_MS
+    }
+}
 
 fn hostile_server(mode: &str) -> Server {
     hostile_server_with(mode, "")
@@ -33,10 +55,15 @@ mode = "{mode}"
         path.display(),
         sha256_of(&path)
     );
-    // The default 5 ms deadline, as in production.
-    let config = config(&origin.url(), "US", &ec).replace(
-        "call_timeout_ms = 1000",
-        &format!("call_timeout_ms = 5\n{runtime}"),
+    let base = config(&origin.url(), "US", &ec);
+    let budget_line = format!("call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}");
+    assert!(
+        base.contains(&budget_line),
+        "the test config sets the budget"
+    );
+    let config = base.replace(
+        &budget_line,
+        &format!("call_timeout_ms = {}\n{runtime}", call_timeout_ms(mode)),
     );
     let server = Server::start(&format!("hostile-{mode}"), &config);
     // Keep the origin alive as long as the server: leak it into the test's lifetime.
@@ -52,7 +79,7 @@ fn assert_cut_off_with(mode: &str, runtime: &str, reason: &str) {
     let server = hostile_server_with(mode, runtime);
     for _ in 0..2 {
         let started = Instant::now();
-        let response = server.get("/", &[("User-Agent", BROWSER_UA)]);
+        let response = server.get_within("/", &[("User-Agent", BROWSER_UA)], LOOP_ANSWERED_WITHIN);
         let elapsed = started.elapsed();
         assert_eq!(response.status, 200, "answered despite `{mode}`");
         assert_eq!(
@@ -64,7 +91,10 @@ fn assert_cut_off_with(mode: &str, runtime: &str, reason: &str) {
             response.all("set-cookie").is_empty(),
             "no cookie of any kind"
         );
-        assert!(elapsed < ANSWER_WITHIN, "`{mode}` answered in {elapsed:?}");
+        assert!(
+            elapsed < LOOP_ANSWERED_WITHIN,
+            "`{mode}` answered in {elapsed:?}"
+        );
     }
     // The server stays healthy and counts the failures.
     let metrics = server.get("/_ts/metrics", &[]);
@@ -73,10 +103,10 @@ fn assert_cut_off_with(mode: &str, runtime: &str, reason: &str) {
         "gatehouse_provider_failures_total{{kind=\"ec\",provider=\"hostile\",reason=\"{reason}\"}} 2"
     );
     assert!(metrics.body.contains(&line), "metrics:\n{}", metrics.body);
+    let log = server.log_when(|log| log.contains(reason));
     assert!(
-        server.log().contains(&format!("reason=\"{reason}\"")) || server.log().contains(reason),
-        "a log line names the provider and reason:\n{}",
-        server.log()
+        log.contains(&format!("reason=\"{reason}\"")) || log.contains(reason),
+        "a log line names the provider and reason:\n{log}"
     );
 }
 
@@ -87,7 +117,7 @@ fn infinite_loop_is_interrupted_at_the_deadline() {
 
 #[test]
 fn unbounded_memory_growth_hits_the_cap() {
-    // A small cap so the limiter, not the 5 ms deadline, is what stops the guest.
+    // A small cap, and a call budget that never fires: only the limiter can stop the guest.
     assert_cut_off_with("grow", "memory_limit_mib = 4", "memory");
 }
 

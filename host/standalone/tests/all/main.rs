@@ -1,6 +1,7 @@
 //! The standalone host's integration tests: the real `gatehouse` binary on loopback, with real
 //! provider components and a loopback origin. One test binary, one module per area.
 
+mod audit;
 mod cli;
 mod components;
 mod hardening;

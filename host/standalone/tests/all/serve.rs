@@ -3,7 +3,10 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::support::{BROWSER_UA, Origin, PASSPHRASE, Server, config, hmac_ec};
+use crate::support::{
+    BROWSER_UA, CALL_BUDGET_THAT_NEVER_FIRES_MS, Origin, PASSPHRASE, Server, cache_dir, config,
+    hmac_ec, workspace_root,
+};
 
 pub(crate) fn expected_hash(normalized_ip: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(PASSPHRASE.as_bytes()).expect("hmac key");
@@ -287,4 +290,61 @@ fn malformed_consent_cookie_is_ignored_and_others_still_count() {
         None,
         "the US Privacy opt-out still counts"
     );
+}
+
+/// The shipped `examples/gatehouse.toml`, listening on a free port, with the test run's component
+/// cache and a call budget that never fires (the outcome must not depend on machine load).
+fn example_config() -> String {
+    let example = std::fs::read_to_string(workspace_root().join("examples/gatehouse.toml"))
+        .expect("examples/gatehouse.toml");
+    let replace = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "the example contains {from:?}");
+        text.replace(from, to)
+    };
+    let example = replace(
+        example,
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:0\"",
+    );
+    replace(
+        example,
+        "call_timeout_ms = 5\n",
+        &format!(
+            "call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}\ncache_dir = \"{}\"\n",
+            cache_dir().display()
+        ),
+    )
+}
+
+#[test]
+fn example_config_defaults_to_fr_and_mints_only_for_a_us_visitor_as_the_readme_shows() {
+    let example = example_config();
+    assert!(
+        example.contains("default_country = \"FR\""),
+        "the example ships the protective default"
+    );
+    let server = Server::start("example", &example);
+    // The README's curl lines, in order.
+    let us = server.get("/", &[("User-Agent", BROWSER_UA), ("X-Geo-Country", "US")]);
+    assert_eq!(us.status, 200);
+    assert!(us.set_cookie("ts-ec").is_some(), "US: ts-ec minted");
+    let unknown = server.get("/", &[("User-Agent", BROWSER_UA)]);
+    assert_eq!(unknown.status, 200);
+    assert!(
+        unknown.all("set-cookie").is_empty(),
+        "unknown location: the FR default refuses"
+    );
+    let us_gpc = server.get(
+        "/",
+        &[
+            ("User-Agent", BROWSER_UA),
+            ("X-Geo-Country", "US"),
+            ("Sec-GPC", "1"),
+        ],
+    );
+    assert!(us_gpc.all("set-cookie").is_empty(), "GPC opts out");
+    let de = server.get("/", &[("User-Agent", BROWSER_UA), ("X-Geo-Country", "DE")]);
+    assert!(de.all("set-cookie").is_empty(), "GDPR, no consent");
+    let health = server.get("/_ts/health", &[]);
+    assert_eq!(health.status, 200);
 }

@@ -18,6 +18,22 @@ pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36
 /// The HMAC passphrase the test configs use.
 pub const PASSPHRASE: &str = "test-passphrase";
 
+/// `runtime.call_timeout_ms` for every test that asserts an outcome other than the deadline: one
+/// hour, a budget no machine is slow or loaded enough to exhaust, so the deadline can never fire
+/// before the behaviour under test (a cold, loaded machine once made a 5 ms deadline beat a memory
+/// cap). Only the test proving the deadline is enforced sets a tight one.
+pub const CALL_BUDGET_THAT_NEVER_FIRES_MS: u64 = 3_600_000;
+
+/// How long the harness waits for a server to print its address. Startup compiles components on a
+/// cold cache (in a debug build, beside the rest of the suite), so this only bounds a hang.
+const SERVER_START_WAIT: Duration = Duration::from_secs(600);
+
+/// How long the harness waits for a response. Only bounds a hang: no test asserts on it.
+const RESPONSE_WAIT: Duration = Duration::from_secs(300);
+
+/// How long [`Server::log_when`] waits for an expected log line. Only bounds a missing line.
+pub const LOG_WAIT: Duration = Duration::from_secs(120);
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -77,12 +93,14 @@ trusted_proxies = ["127.0.0.1"]
 
 [origin]
 url = "{origin}"
+# Never fires either: no test asserts the origin timeout, and none may race it.
+timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 
 [runtime]
 cache_dir = "{cache}"
-# Roomy, so a loaded CI machine cannot make a well-behaved provider miss its deadline; the hostile
-# tests set the 5 ms default back.
-call_timeout_ms = 1000
+# A budget that never fires (see `CALL_BUDGET_THAT_NEVER_FIRES_MS`): outcomes must not depend on
+# machine speed. The deadline test sets the 5 ms default back.
+call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 
 [geo]
 default_country = "{default_country}"
@@ -168,7 +186,7 @@ impl Server {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(120)) {
+        match rx.recv_timeout(SERVER_START_WAIT) {
             Ok(addr) => Self { child, addr, log },
             Err(_) => {
                 let _ = child.kill();
@@ -180,7 +198,12 @@ impl Server {
 
     /// Sends `GET path` with `headers` from 127.0.0.1.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
-        http_get(self.addr, path, headers)
+        http_get_within(self.addr, path, headers, RESPONSE_WAIT)
+    }
+
+    /// Sends `GET path` with `headers` from 127.0.0.1; panics when no response arrives within `wait`.
+    pub fn get_within(&self, path: &str, headers: &[(&str, &str)], wait: Duration) -> Response {
+        http_get_within(self.addr, path, headers, wait)
     }
 
     /// The server's log so far.
@@ -222,6 +245,21 @@ impl Server {
             }
             if start.elapsed() > timeout {
                 return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The server's log as soon as `ready` holds for it, or as it is after [`LOG_WAIT`]. A thread
+    /// reads the server's stderr, so a line the server wrote before answering may not have been
+    /// read yet when the answer arrives: assertions on the log wait for it instead of sleeping a
+    /// fixed time (which a loaded machine can outlast).
+    pub fn log_when(&self, ready: impl Fn(&str) -> bool) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            let log = self.log();
+            if ready(&log) || started.elapsed() > LOG_WAIT {
+                return log;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -273,7 +311,7 @@ impl Response {
 pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(RESPONSE_WAIT))
         .expect("timeout");
     stream.write_all(raw).expect("write");
     let mut out = Vec::new();
@@ -282,12 +320,15 @@ pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     parse_response(&out)
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`.
-pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+/// A minimal HTTP/1.1 GET with `Connection: close`; panics when no response arrives within `wait`.
+pub fn http_get_within(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    wait: Duration,
+) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: site.example\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -382,4 +423,36 @@ fn serve_origin(stream: TcpStream, seen: &Mutex<Vec<String>>, delay: Duration) {
             return;
         }
     }
+}
+
+/// Compares `actual` with `tests/all/golden/<name>`, or rewrites it when `BLESS=1`.
+pub fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/all/golden")
+        .join(name);
+    if std::env::var_os("BLESS").is_some_and(|bless| bless == "1") {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("golden dir");
+        std::fs::write(&path, actual).expect("golden file is writable");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!(
+            "{}: {error} (run with BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        expected,
+        actual,
+        "{} is out of date (run with BLESS=1 and review the diff)",
+        path.display()
+    );
+}
+
+/// The workspace root (for `examples/` and `permissions.yaml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
