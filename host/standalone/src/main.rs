@@ -73,6 +73,15 @@ enum PermissionsCommand {
         /// A US Privacy string the request carried (e.g. `1YYN`).
         #[arg(long)]
         us_privacy: Option<String>,
+        /// A GPP string the request carried (its `__gpp` cookie).
+        #[arg(long)]
+        gpp: Option<String>,
+        /// The request's `__gpp_sid` (applicable GPP section ids, e.g. `2,7` or `-1`).
+        #[arg(long, allow_hyphen_values = true)]
+        gpp_sid: Option<String>,
+        /// A whole `Cookie` header, parsed exactly as the server parses it.
+        #[arg(long)]
+        cookie: Option<String>,
         /// The default country (`geo.default_country`); default: taken from `--config`, else `FR`.
         #[arg(long)]
         default_country: Option<String>,
@@ -131,6 +140,9 @@ fn main() -> ExitCode {
                     tcf,
                     gpc,
                     us_privacy,
+                    gpp,
+                    gpp_sid,
+                    cookie,
                     default_country,
                     config,
                     policy,
@@ -143,6 +155,9 @@ fn main() -> ExitCode {
                 tcf,
                 gpc,
                 us_privacy,
+                gpp,
+                gpp_sid,
+                cookie,
                 default_country,
                 config,
                 policy,
@@ -285,6 +300,9 @@ struct ExplainArgs {
     tcf: Option<String>,
     gpc: bool,
     us_privacy: Option<String>,
+    gpp: Option<String>,
+    gpp_sid: Option<String>,
+    cookie: Option<String>,
     default_country: Option<String>,
     config: Option<PathBuf>,
     policy: Option<PathBuf>,
@@ -307,17 +325,26 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
         .default_country(&default_key)
         .map_err(|e| anyhow::anyhow!("default country: {e}"))?;
     let consent_config = config.map(|c| c.consent).unwrap_or_default();
-    let signals = consent::explain_signals(
-        &consent_config,
-        args.tcf.as_deref(),
-        args.gpc,
-        args.us_privacy.as_deref(),
-    )?;
     let rule = policy.match_jurisdiction(
         args.country.as_deref(),
         args.region.as_deref(),
         &default_country,
     );
+    let signals = consent::explain_signals(
+        &consent_config,
+        &consent::ExplainInput {
+            tcf: args.tcf.as_deref(),
+            gpp: args.gpp.as_deref(),
+            gpp_sid: args.gpp_sid.as_deref(),
+            us_privacy: args.us_privacy.as_deref(),
+            gpc: args.gpc,
+            cookie: args.cookie.as_deref(),
+        },
+        gatehouse_core::consent::JurisdictionFacts {
+            gdpr_applies: rule.gdpr_applies(),
+            us_privacy_applies: rule.us_privacy_applies(),
+        },
+    )?;
     let explanation = rule.explain(&signals);
     Ok(if args.json {
         serde_json::to_string_pretty(&explanation)?
