@@ -1,7 +1,7 @@
 //! The `[consent]` configuration table. Unknown keys are errors; every key has a documented
 //! default so an empty table is valid.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::usp::UsPrivacy;
 
@@ -30,6 +30,9 @@ pub struct ConsentConfig {
     pub gpc_us_privacy: UsPrivacy,
     /// `max_string_length` (default 16384): longer consent strings are rejected unread.
     pub max_string_length: usize,
+    /// `clock_skew_seconds` (default 300): a TCF record whose `last_updated` lies further than
+    /// this in the future is invalid (ignored with a warning) instead of never expiring.
+    pub clock_skew_seconds: u64,
 }
 
 impl Default for ConsentConfig {
@@ -47,6 +50,7 @@ impl Default for ConsentConfig {
                 lspa: 'N',
             },
             max_string_length: DEFAULT_MAX_STRING_LENGTH,
+            clock_skew_seconds: 300,
         }
     }
 }
@@ -61,8 +65,11 @@ pub struct CookieNames {
     pub gpp: String,
     /// `gpp_sid` (default `__gpp_sid`).
     pub gpp_sid: String,
-    /// `us_privacy` (default `us_privacy`).
-    pub us_privacy: String,
+    /// `us_privacy` (default `["us_privacy", "usprivacy"]`): a name or a list of names. The IAB
+    /// US Privacy technical specification names the first-party cookie `usprivacy`; many CMPs
+    /// write `us_privacy`. Every copy under every name is read.
+    #[serde(deserialize_with = "one_or_many")]
+    pub us_privacy: Vec<String>,
     /// `additional_consent` (default `addtl_consent`).
     pub additional_consent: String,
 }
@@ -73,7 +80,7 @@ impl Default for CookieNames {
             tc_string: "euconsent-v2".into(),
             gpp: "__gpp".into(),
             gpp_sid: "__gpp_sid".into(),
-            us_privacy: "us_privacy".into(),
+            us_privacy: vec!["us_privacy".into(), "usprivacy".into()],
             additional_consent: "addtl_consent".into(),
         }
     }
@@ -123,4 +130,24 @@ pub enum ConflictMode {
     /// The record with the newer `last_updated` wins outright when it is newer by at least
     /// `freshness_threshold_seconds`; otherwise `restrictive`.
     Newest,
+}
+
+/// A cookie name or a non-empty list of names.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let names = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    };
+    if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
+        return Err(serde::de::Error::custom(
+            "expected a cookie name or a non-empty list of non-empty cookie names",
+        ));
+    }
+    Ok(names)
 }

@@ -3,9 +3,15 @@
 //! The header (type 3, version 1, a Fibonacci range of section ids) must list exactly as many
 //! ids as there are `~`-separated sections. Range expansion is bounded by the number of sections
 //! actually present, so a hostile header (`1-65535`) fails on the first oversized entry instead
-//! of expanding. Sections 2 (`tcfeuv2`), 5 (`tcfcav1`), 6 (`uspv1`) and 7–27 (US) are decoded;
-//! any section failing to decode fails the whole string (a partially read consent string is not
-//! trusted). Other ids (e.g. the deprecated `tcfeuv1`) are kept undecoded.
+//! of expanding. Sections 2 (`tcfeuv2`), 5 (`tcfcav1`), 6 (`uspv1`) and 7–27 (US) are decoded,
+//! each independently: a section that fails to decode is kept as an error next to its id
+//! ([`GppString::section_errors`]) and every other section still counts, so one bad section can
+//! never hide an opt-out carried by another. Only a bad header fails the whole string. Other ids
+//! (e.g. the deprecated `tcfeuv1`) are kept undecoded.
+//!
+//! What this module must never do: drop a decodable section because a sibling failed, or treat a
+//! failed section as absent without the caller being able to tell (the consent pipeline fails
+//! closed on a failed section that can carry a US opt-out, see [`can_carry_us_opt_out`]).
 
 use serde_json::{Map, Value, json};
 
@@ -32,6 +38,15 @@ pub struct GppString {
     /// Section ids from the header, in header order.
     pub section_ids: Vec<u16>,
     sections: Vec<(u16, GppSection)>,
+    section_errors: Vec<(u16, ConsentError)>,
+}
+
+/// Whether section `id` can carry a US opt-out: `uspv1` (6), `usnat` (7) and the US state
+/// sections (8–27). When such a section is present but does not decode, the consent pipeline
+/// treats the request as opted out of what that section governs (fail closed).
+#[must_use]
+pub fn can_carry_us_opt_out(id: u16) -> bool {
+    id == USPV1 || is_us_section(id)
 }
 
 /// One decoded GPP section.
@@ -52,9 +67,11 @@ pub enum GppSection {
 impl GppString {
     /// Decodes a GPP string of at most `max_len` bytes.
     ///
+    /// Sections are decoded independently: one that fails is recorded in
+    /// [`GppString::section_errors`] and the others are kept.
+    ///
     /// # Errors
-    /// [`ConsentError`] for over-long input, a bad header, a header/section count mismatch or a
-    /// section that fails to decode ([`ConsentError::GppSection`] names the section id).
+    /// [`ConsentError`] for over-long input, a bad header or a header/section count mismatch.
     pub fn decode(input: &str, max_len: usize) -> Result<Self, ConsentError> {
         check_length(SignalKind::Gpp, input, max_len)?;
         let mut parts = input.split('~');
@@ -108,22 +125,29 @@ impl GppString {
             return Err(mismatch(section_ids.len()));
         }
         let mut sections = Vec::with_capacity(bodies.len());
+        let mut section_errors = Vec::new();
         for (&id, body) in section_ids.iter().zip(&bodies) {
-            let section =
-                decode_section(id, body, max_len).map_err(|e| ConsentError::GppSection {
-                    id,
-                    source: Box::new(e),
-                })?;
-            sections.push((id, section));
+            match decode_section(id, body, max_len) {
+                Ok(section) => sections.push((id, section)),
+                Err(error) => section_errors.push((id, error)),
+            }
         }
         Ok(GppString {
             version,
             section_ids,
             sections,
+            section_errors,
         })
     }
 
-    /// All sections with their ids, in header order.
+    /// The sections that failed to decode, with their ids and errors, in header order.
+    #[must_use]
+    pub fn section_errors(&self) -> &[(u16, ConsentError)] {
+        &self.section_errors
+    }
+
+    /// All decoded sections with their ids, in header order (failed sections are not listed
+    /// here, see [`GppString::section_errors`]).
     pub fn sections(&self) -> impl Iterator<Item = (u16, &GppSection)> {
         self.sections.iter().map(|(id, s)| (*id, s))
     }
@@ -166,10 +190,14 @@ impl GppString {
         self.sections.retain(|(i, _)| *i != id);
     }
 
-    /// The documented JSON shape: `version, section_ids, sections` keyed by id.
+    /// The documented JSON shape: `version, section_ids, sections` keyed by id; a section that
+    /// failed to decode is `{"error": "..."}`.
     #[must_use]
     pub fn to_json(&self) -> Value {
         let mut sections = Map::new();
+        for (id, error) in &self.section_errors {
+            sections.insert(id.to_string(), json!({ "error": error.to_string() }));
+        }
         for (id, section) in &self.sections {
             let v = match section {
                 GppSection::TcfEuV2(tc) => tc.to_json(),

@@ -34,10 +34,10 @@ pub use context::{
     ConsentContext, ConsentFingerprint, ConsentInput, ConsentWarning, JurisdictionFacts,
     SignalSource, TcfChoice, fingerprint,
 };
-pub use extract::{HeaderLookup, NoHeaders, RawSignals};
-pub use gpp::{GppSection, GppString, parse_gpp_sid};
+pub use extract::{HeaderLookup, NoHeaders, RawSignals, RepeatedCopies};
+pub use gpp::{GppSection, GppString, can_carry_us_opt_out, parse_gpp_sid};
 pub use tcf::{PubRestriction, PublisherTc, TcString, TcfCaV1};
-pub use us::{UsSection, UsValue};
+pub use us::{OptOutFields, UsSection, UsValue, opt_out_fields};
 pub use usp::UsPrivacy;
 pub use vendors::VendorSet;
 
@@ -129,9 +129,17 @@ pub enum ConsentError {
         /// The version found.
         found: u8,
     },
-    /// TCF vendor list version 0.
-    #[error("`vendor_list_version` must not be 0")]
-    VendorListVersionZero,
+    /// A TCF `last_updated` further in the future than the allowed clock skew.
+    #[error(
+        "`last_updated` is {ahead_seconds} s in the future, beyond the allowed clock skew of \
+         {skew_seconds} s (`consent.clock_skew_seconds`)"
+    )]
+    LastUpdatedInFuture {
+        /// How far ahead of now, in seconds.
+        ahead_seconds: u64,
+        /// The configured skew.
+        skew_seconds: u64,
+    },
     /// A range entry with start 0 or start > end.
     #[error("invalid range entry {start}-{end} in `{field}`")]
     InvalidRange {

@@ -2,7 +2,8 @@
 //!
 //! Decodes the core segment and the optional disclosed-vendors, allowed-vendors and publisher-TC
 //! segments (any order, each at most once) as laid out in IAB Tech Lab "Consent string and vendor
-//! list formats v2". Rejects truncated data, version ≠ 2, vendor list version 0, bad range
+//! list formats v2". Accepts what the reference decoders (iabtcf-es, iabgpp-es, go-gpp) accept,
+//! including vendor list version 0; rejects truncated data, version ≠ 2, inconsistent range
 //! entries and over-long input; never allocates from a claimed size before checking the bits.
 
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ pub struct TcString {
     pub consent_screen: u8,
     /// Two-letter ISO 639-1 language code, uppercase ASCII.
     pub consent_language: [u8; 2],
-    /// Global Vendor List version (never 0).
+    /// Global Vendor List version (0 is accepted, as the reference decoders do).
     pub vendor_list_version: u16,
     /// TCF policy version.
     pub policy_version: u8,
@@ -118,10 +119,9 @@ impl TcString {
         let cmp_version = r.read(12, "cmp_version")? as u16;
         let consent_screen = r.read(6, "consent_screen")? as u8;
         let consent_language = r.read_letters("consent_language")?;
+        // 0 is accepted, as the reference decoders (iabtcf-es, iabgpp-es, go-gpp) do: the IAB's
+        // own GPP test vectors encode a default `tcfeuv2` section with vendor list version 0.
         let vendor_list_version = r.read(12, "vendor_list_version")? as u16;
-        if vendor_list_version == 0 {
-            return Err(ConsentError::VendorListVersionZero);
-        }
         let policy_version = r.read(6, "policy_version")? as u8;
         let is_service_specific = r.read_bool("is_service_specific")?;
         let use_non_standard_texts = r.read_bool("use_non_standard_texts")?;

@@ -437,6 +437,39 @@ pub fn us_section_name(id: u16) -> Option<&'static str> {
     }
 }
 
+/// The opt-out fields a US section has, by section id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptOutFields {
+    /// `sale_opt_out`.
+    pub sale: bool,
+    /// `sharing_opt_out` (usnat, usca).
+    pub sharing: bool,
+    /// `targeted_advertising_opt_out`.
+    pub targeted_advertising: bool,
+}
+
+/// The opt-out fields of US section `id` (7..=27), from its layout; `None` for other ids. Every
+/// US section may also carry a GPC sub-section. Used to fail closed when such a section is
+/// present but does not decode.
+#[must_use]
+pub fn opt_out_fields(id: u16) -> Option<OptOutFields> {
+    let layout = if id == 7 {
+        &USNAT_V2
+    } else {
+        layout_for_state(id)?
+    };
+    let has = |name: &str| {
+        layout.fields.iter().any(|f| match *f {
+            Int(n, _) | List(n, _) => n == name,
+        })
+    };
+    Some(OptOutFields {
+        sale: has("sale_opt_out"),
+        sharing: has("sharing_opt_out"),
+        targeted_advertising: has("targeted_advertising_opt_out"),
+    })
+}
+
 fn layout_for_state(id: u16) -> Option<&'static UsLayout> {
     STATES.iter().chain(MSPA_STATES.iter()).find(|l| l.id == id)
 }

@@ -98,6 +98,7 @@ impl Situation {
                 purpose_consents: all_purposes,
                 purpose_li: all_purposes,
                 special_feature_optins: (1 << 12) - 1,
+                ..TcfSignal::default()
             }),
             Self::TcfGrantsNothing => tcf(TcfSignal::default()),
             Self::TcfLegitimateInterestOnly => tcf(TcfSignal {

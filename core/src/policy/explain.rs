@@ -39,6 +39,11 @@ pub struct Explanation {
     pub gdpr_applies: bool,
     /// The group's `us-privacy-applies`.
     pub us_privacy_applies: bool,
+    /// The group's `opt-outs-override-tcf`: present US-style opt-outs revoke even what a TCF
+    /// record grants.
+    pub opt_outs_override_tcf: bool,
+    /// The policy's `signals.tcf.publisher-tc-authoritative`.
+    pub publisher_tc_authoritative: bool,
     /// The signals the request carried.
     pub signals: SignalsSeen,
     /// The held permissions, in vocabulary order.
@@ -76,6 +81,9 @@ pub struct SignalsSeen {
     pub gpp_sharing_opt_out: bool,
     /// A GPP US section opting out of targeted advertising.
     pub gpp_targeted_ads_opt_out: bool,
+    /// GPP sections that can carry a US opt-out but did not decode: the request counts as opted
+    /// out of everything they can carry (fail closed).
+    pub fail_closed_gpp_sections: Vec<u16>,
 }
 
 /// A TCF record's fields as numbers.
@@ -88,6 +96,12 @@ pub struct TcfSeen {
     pub purpose_legitimate_interests: Vec<u8>,
     /// Special features opted in.
     pub special_feature_opt_ins: Vec<u8>,
+    /// The publisher TC segment's purposes with consent, when the record carries the segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_purpose_consents: Option<Vec<u8>>,
+    /// The publisher TC segment's purposes with legitimate interest, when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_purpose_legitimate_interests: Option<Vec<u8>>,
 }
 
 /// Why one permission is or is not held.
@@ -170,6 +184,12 @@ pub enum Decision {
         /// The opt-outs present whose revocation lists include the permission.
         signals: Vec<UsOptOut>,
     },
+    /// A TCF record grants it, but the group says `opt-outs-override-tcf: true` and US-style
+    /// opt-outs that list it are present.
+    OptOutOverridesTcf {
+        /// The opt-outs present whose revocation lists include the permission.
+        signals: Vec<UsOptOut>,
+    },
     /// `requires-signal` and the request has no TCF record.
     NoTcfRecord,
     /// `requires-signal` but the policy maps no TCF field to it, so nothing can grant it.
@@ -203,18 +223,27 @@ impl fmt::Display for Decision {
                 write!(f, "tcf special feature {special_feature}: no opt-in")
             }
             Self::RevokedByOptOut { signals } => {
-                for (position, signal) in signals.iter().enumerate() {
-                    if position > 0 {
-                        f.write_str(", ")?;
-                    }
-                    f.write_str(signal.label())?;
-                }
+                write_labels(f, signals)?;
                 f.write_str(" revoked")
+            }
+            Self::OptOutOverridesTcf { signals } => {
+                write_labels(f, signals)?;
+                f.write_str(" revoked (opt-outs override tcf in this group)")
             }
             Self::NoTcfRecord => f.write_str("no tcf record"),
             Self::NoSignalCanGrant => f.write_str("no signal can grant it (not mapped to tcf)"),
         }
     }
+}
+
+fn write_labels(f: &mut fmt::Formatter<'_>, signals: &[UsOptOut]) -> fmt::Result {
+    for (position, signal) in signals.iter().enumerate() {
+        if position > 0 {
+            f.write_str(", ")?;
+        }
+        f.write_str(signal.label())?;
+    }
+    Ok(())
 }
 
 impl MatchedRule<'_> {
@@ -248,6 +277,8 @@ impl MatchedRule<'_> {
             overrides,
             gdpr_applies: self.gdpr_applies(),
             us_privacy_applies: self.us_privacy_applies(),
+            opt_outs_override_tcf: self.opt_outs_override_tcf(),
+            publisher_tc_authoritative: policy.publisher_tc_authoritative(),
             signals: SignalsSeen::from(signals),
             held: policy.names(held_set).map(str::to_owned).collect(),
             permissions,
@@ -280,10 +311,19 @@ impl MatchedRule<'_> {
                 },
             ),
             (_, Some(tcf), Some(source)) => {
-                if baseline == Acquisition::Granted {
-                    superseded.clone_from(&revokers);
+                let (tcf_held, decision) = self.tcf_decision(&tcf, source);
+                if !revokers.is_empty() && self.opt_outs_override_tcf() {
+                    if tcf_held {
+                        (false, Decision::OptOutOverridesTcf { signals: revokers })
+                    } else {
+                        (false, decision)
+                    }
+                } else {
+                    if baseline == Acquisition::Granted {
+                        superseded.clone_from(&revokers);
+                    }
+                    (tcf_held, decision)
                 }
-                self.tcf_decision(&tcf, source)
             }
             (Acquisition::Granted, _, _) if revokers.is_empty() => (true, Decision::Granted),
             (Acquisition::Granted, _, _) => {
@@ -294,6 +334,34 @@ impl MatchedRule<'_> {
         };
 
         let mut reason = decided_by.to_string();
+        let publisher_decided = matches!(tcf_mapping, Some(TcfSource::Purpose(_)))
+            && policy.publisher_tc_authoritative()
+            && signals.tcf.is_some_and(|tcf| tcf.publisher.is_some())
+            && matches!(
+                decided_by,
+                Decision::TcfConsent { .. }
+                    | Decision::TcfLegitimateInterest { .. }
+                    | Decision::TcfPurposeRefused { .. }
+                    | Decision::OptOutOverridesTcf { .. }
+            );
+        if publisher_decided {
+            reason.push_str(" (publisher tc segment)");
+        }
+        let revoked = matches!(
+            decided_by,
+            Decision::RevokedByOptOut { .. } | Decision::OptOutOverridesTcf { .. }
+        );
+        if revoked && !signals.fail_closed_gpp_sections.is_empty() {
+            let ids: Vec<String> = signals
+                .fail_closed_gpp_sections
+                .iter()
+                .map(|id| id.to_string())
+                .collect();
+            reason.push_str(&format!(
+                " (fail closed: gpp section {} did not decode)",
+                ids.join(", ")
+            ));
+        }
         if !superseded.is_empty() {
             let names: Vec<&str> = superseded.iter().map(|signal| signal.label()).collect();
             reason.push_str(&format!(" (tcf record wins over {})", names.join(", ")));
@@ -319,9 +387,10 @@ impl MatchedRule<'_> {
         match source {
             TcfSource::Purpose(purpose) => {
                 let bit = 1_u32 << (purpose - 1);
-                let li_set = tcf.purpose_li & bit != 0;
+                let (consents, li) = self.policy.tcf.purposes(tcf);
+                let li_set = li & bit != 0;
                 let li_allowed = self.policy.tcf_legitimate_interest_allowed(purpose);
-                if tcf.purpose_consents & bit != 0 {
+                if consents & bit != 0 {
                     (true, Decision::TcfConsent { purpose })
                 } else if li_set && li_allowed {
                     (true, Decision::TcfLegitimateInterest { purpose })
@@ -368,12 +437,19 @@ impl From<&Signals> for SignalsSeen {
                 purpose_consents: bit_numbers(tcf.purpose_consents, 24),
                 purpose_legitimate_interests: bit_numbers(tcf.purpose_li, 24),
                 special_feature_opt_ins: bit_numbers(u32::from(tcf.special_feature_optins), 12),
+                publisher_purpose_consents: tcf
+                    .publisher
+                    .map(|p| bit_numbers(p.purpose_consents, 24)),
+                publisher_purpose_legitimate_interests: tcf
+                    .publisher
+                    .map(|p| bit_numbers(p.purpose_li, 24)),
             }),
             gpc: signals.gpc,
             us_privacy_opt_out: signals.us_privacy_opt_out,
             gpp_sale_opt_out: signals.gpp_sale_opt_out,
             gpp_sharing_opt_out: signals.gpp_sharing_opt_out,
             gpp_targeted_ads_opt_out: signals.gpp_targeted_ads_opt_out,
+            fail_closed_gpp_sections: signals.fail_closed_gpp_sections.iter().collect(),
         }
     }
 }
@@ -382,8 +458,19 @@ impl fmt::Display for SignalsSeen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(tcf) = &self.tcf {
+            let publisher = match (
+                &tcf.publisher_purpose_consents,
+                &tcf.publisher_purpose_legitimate_interests,
+            ) {
+                (Some(consents), Some(li)) => format!(
+                    "; publisher consent: {}; publisher legitimate interest: {}",
+                    numbers(consents),
+                    numbers(li)
+                ),
+                _ => String::new(),
+            };
             parts.push(format!(
-                "tcf (consent: {}; legitimate interest: {}; special features: {})",
+                "tcf (consent: {}; legitimate interest: {}; special features: {}{publisher})",
                 numbers(&tcf.purpose_consents),
                 numbers(&tcf.purpose_legitimate_interests),
                 numbers(&tcf.special_feature_opt_ins),
@@ -402,6 +489,17 @@ impl fmt::Display for SignalsSeen {
                 .filter(|(present, _)| *present)
                 .map(|(_, signal)| signal.label().to_owned()),
         );
+        if !self.fail_closed_gpp_sections.is_empty() {
+            let ids: Vec<String> = self
+                .fail_closed_gpp_sections
+                .iter()
+                .map(u16::to_string)
+                .collect();
+            parts.push(format!(
+                "fail closed: gpp section {} did not decode, counted as opted out",
+                ids.join(", ")
+            ));
+        }
         if parts.is_empty() {
             f.write_str("none")
         } else {
@@ -457,6 +555,24 @@ impl fmt::Display for Explanation {
             ("overrides", overrides),
             ("gdpr applies", yes_no(self.gdpr_applies).to_owned()),
             ("us privacy", yes_no(self.us_privacy_applies).to_owned()),
+            (
+                "opt-outs",
+                if self.opt_outs_override_tcf {
+                    "override tcf (opt-outs-override-tcf: true)"
+                } else {
+                    "tcf record wins (opt-outs-override-tcf: false)"
+                }
+                .to_owned(),
+            ),
+            (
+                "publisher tc",
+                if self.publisher_tc_authoritative {
+                    "authoritative when present (publisher-tc-authoritative: true)"
+                } else {
+                    "core purposes decide (publisher-tc-authoritative: false)"
+                }
+                .to_owned(),
+            ),
             ("signals", self.signals.to_string()),
             ("held", held),
         ];

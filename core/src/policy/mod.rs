@@ -43,4 +43,4 @@ pub use model::{
 };
 pub use permission_set::{MAX_PERMISSIONS, PermissionId, PermissionSet, PermissionSetIter};
 pub use resolve::{DefaultCountry, MatchKind, MatchedRule};
-pub use signals::{Signals, TcfSignal};
+pub use signals::{GppSectionSet, PublisherTcfSignal, Signals, TcfSignal};

@@ -248,13 +248,28 @@ pub(crate) struct TcfMapping {
     pub(crate) mapped: PermissionSet,
     /// The TCF field mapping each permission, by permission index.
     pub(crate) source_of: Vec<Option<TcfSource>>,
+    /// `signals.tcf.publisher-tc-authoritative`: a publisher TC segment, when present, decides
+    /// the purposes instead of the core purpose fields.
+    pub(crate) publisher_tc_authoritative: bool,
 }
 
 impl TcfMapping {
     /// The permissions a TCF record grants. Allocation-free: at most 36 bit tests.
+    /// The purpose consent and legitimate-interest masks that count for `tcf`: the publisher TC
+    /// segment's when present and the policy makes it authoritative, else the core fields.
+    pub(crate) fn purposes(&self, tcf: &super::TcfSignal) -> (u32, u32) {
+        match tcf.publisher {
+            Some(publisher) if self.publisher_tc_authoritative => {
+                (publisher.purpose_consents, publisher.purpose_li)
+            }
+            _ => (tcf.purpose_consents, tcf.purpose_li),
+        }
+    }
+
     pub(crate) fn grants(&self, tcf: &super::TcfSignal) -> PermissionSet {
         let mut granted = 0_u64;
-        let mut purposes = tcf.purpose_consents | (tcf.purpose_li & self.li_allowed);
+        let (consents, li) = self.purposes(tcf);
+        let mut purposes = consents | (li & self.li_allowed);
         while purposes != 0 {
             let index = purposes.trailing_zeros() as usize;
             purposes &= purposes - 1;
@@ -360,6 +375,9 @@ pub(crate) struct Group {
     pub(crate) description: Option<String>,
     pub(crate) gdpr_applies: bool,
     pub(crate) us_privacy_applies: bool,
+    /// `opt-outs-override-tcf`: present US-style opt-outs revoke their permissions even where a
+    /// TCF record grants them.
+    pub(crate) opt_outs_override_tcf: bool,
     pub(crate) baseline: Baseline,
 }
 
@@ -519,6 +537,13 @@ impl Policy {
     #[must_use]
     pub fn tcf_source(&self, id: PermissionId) -> Option<TcfSource> {
         self.tcf.source_of.get(id.index()).copied().flatten()
+    }
+
+    /// `signals.tcf.publisher-tc-authoritative`: whether a TCF publisher TC segment, when
+    /// present, decides the purposes instead of the core purpose fields.
+    #[must_use]
+    pub fn publisher_tc_authoritative(&self) -> bool {
+        self.tcf.publisher_tc_authoritative
     }
 
     /// Whether legitimate interest counts as a grant for TCF purpose `purpose`.

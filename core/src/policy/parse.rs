@@ -5,7 +5,8 @@
 //! give a line and column instead of a key path, and a policy owner fixes a policy by key. This
 //! module must never accept a document it does not fully understand: unknown keys, names and
 //! values are errors, and nothing defaults silently except what the file format documents
-//! (`legitimate-interest` per TCF purpose, a rule's `overrides`, a group's `description`).
+//! (`legitimate-interest` per TCF purpose, a rule's `overrides`, a group's `description`, a
+//! group's `opt-outs-override-tcf` and `signals.tcf.publisher-tc-authoritative`, both `false`).
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -146,6 +147,7 @@ impl Parser<'_> {
                         "description",
                         "gdpr-applies",
                         "us-privacy-applies",
+                        "opt-outs-override-tcf",
                         "permissions",
                     ],
                 )?;
@@ -156,6 +158,8 @@ impl Parser<'_> {
                     .map(|text| text.trim().to_owned());
                 let gdpr_applies = self.bool(body, &path, "gdpr-applies")?;
                 let us_privacy_applies = self.bool(body, &path, "us-privacy-applies")?;
+                let opt_outs_override_tcf =
+                    self.optional_bool(body, &path, "opt-outs-override-tcf", false)?;
                 let baseline = self.group_permissions(
                     self.required(body, &path, "permissions")?,
                     &path,
@@ -166,6 +170,7 @@ impl Parser<'_> {
                     description,
                     gdpr_applies,
                     us_privacy_applies,
+                    opt_outs_override_tcf,
                     baseline,
                 })
             })
@@ -384,9 +389,19 @@ impl Parser<'_> {
     fn tcf(&self, value: &Value, vocabulary: &Vocabulary<'_>) -> Result<TcfMapping> {
         let path = "signals.tcf";
         let map = self.mapping(value, path)?;
-        self.check_keys(map, path, &["purposes", "special-features"])?;
+        self.check_keys(
+            map,
+            path,
+            &["purposes", "special-features", "publisher-tc-authoritative"],
+        )?;
         let mut tcf = TcfMapping {
             source_of: vec![None; vocabulary.len()],
+            publisher_tc_authoritative: self.optional_bool(
+                map,
+                path,
+                "publisher-tc-authoritative",
+                false,
+            )?,
             ..TcfMapping::default()
         };
         // The key path of the entry that mapped each permission, to name it in duplicate errors.
@@ -667,6 +682,16 @@ impl Parser<'_> {
 
     fn bool(&self, map: &Mapping, path: &str, key: &str) -> Result<bool> {
         let value = self.required(map, path, key)?;
+        self.bool_value(value, path, key)
+    }
+
+    /// A boolean key with a documented default when absent.
+    fn optional_bool(&self, map: &Mapping, path: &str, key: &str, default: bool) -> Result<bool> {
+        map.get(key)
+            .map_or(Ok(default), |value| self.bool_value(value, path, key))
+    }
+
+    fn bool_value(&self, value: &Value, path: &str, key: &str) -> Result<bool> {
         value.as_bool().ok_or_else(|| {
             self.err(
                 &join(path, key),

@@ -7,10 +7,14 @@
 //! 1. `denied` (by the group or a `-permission` override) is never held.
 //! 2. A TCF record, where present, is authoritative for every permission the policy maps to a TCF
 //!    purpose or special feature: held iff the record grants it (consent, legitimate interest
-//!    where the policy accepts it, special-feature opt-in), for `granted` and `requires-signal`
-//!    alike. US-style opt-outs do not touch these permissions while a TCF record is present.
+//!    where the policy accepts it, special-feature opt-in; the publisher TC segment's purposes
+//!    instead of the core ones when `signals.tcf.publisher-tc-authoritative` and the segment is
+//!    present), for `granted` and `requires-signal` alike. US-style opt-outs do not touch these
+//!    permissions while a TCF record is present, unless the group says `opt-outs-override-tcf`.
 //! 3. Otherwise `granted` is held unless a present US-style opt-out lists it in
 //!    `signals.us-opt-outs`, and `requires-signal` is not held (only TCF can grant).
+//! 4. In a group with `opt-outs-override-tcf: true`, a present US-style opt-out revokes every
+//!    permission on its list last, whatever a TCF record granted (opt-outs only ever take away).
 //!
 //! This module must never allocate, parse or do I/O on the per-request path: masks are
 //! precomputed at load time, so [`MatchedRule::resolve`] is a handful of bit operations.
@@ -355,6 +359,13 @@ impl<'p> MatchedRule<'p> {
         self.group.us_privacy_applies
     }
 
+    /// The group's `opt-outs-override-tcf`: present US-style opt-outs revoke their permissions
+    /// even where a TCF record grants them.
+    #[must_use]
+    pub fn opt_outs_override_tcf(&self) -> bool {
+        self.group.opt_outs_override_tcf
+    }
+
     /// The rule's `+permission` / `-permission` overrides, in file order.
     #[must_use]
     pub fn overrides(&self) -> &'p [Override] {
@@ -373,7 +384,7 @@ impl<'p> MatchedRule<'p> {
         let baseline = self.rule.baseline;
         let revoked = self.policy.opt_outs.revoked_by(signals);
         let untouched_by_tcf = baseline.granted().difference(revoked);
-        match &signals.tcf {
+        let held = match &signals.tcf {
             None => untouched_by_tcf,
             Some(tcf) => {
                 let mapped = self.policy.tcf.mapped;
@@ -384,6 +395,11 @@ impl<'p> MatchedRule<'p> {
                     .intersection(self.policy.tcf.grants(tcf));
                 tcf_decided.union(untouched_by_tcf.difference(mapped))
             }
+        };
+        if self.group.opt_outs_override_tcf {
+            held.difference(revoked)
+        } else {
+            held
         }
     }
 

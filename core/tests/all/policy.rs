@@ -52,6 +52,7 @@ fn tcf(consents: &[u8], li: &[u8], features: &[u8]) -> Signals {
             purpose_consents: bits32(consents),
             purpose_li: bits32(li),
             special_feature_optins: u16::try_from(bits32(features)).expect("features fit 16 bits"),
+            publisher: None,
         }),
         ..Signals::default()
     }

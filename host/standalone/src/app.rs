@@ -75,18 +75,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
     let ec = select(ProviderKind::EdgeCookie)?;
     let ec_rules = EdgeCookieRules::new(&policy, &config.ec.allowed_headers)
         .map_err(|reason| ConfigError::invalid("ec", reason))?;
-    let cache_dir = match &config.runtime.cache_dir {
-        Some(dir) if dir.as_os_str().is_empty() => None,
-        Some(dir) => Some(dir.clone()),
-        None => default_cache_dir(),
-    };
-    let limits = runtime::Limits {
-        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
-        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-        max_instances: config.runtime.max_instances,
-        cache_dir,
-    };
+    let limits = runtime_limits(config);
     let rt = ProviderRuntime::load(limits, &policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
     for p in rt.providers() {
         tracing::info!(
@@ -123,6 +112,23 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
 }
 
 /// `$XDG_CACHE_HOME/gatehouse`, else `~/.cache/gatehouse`.
+/// The sandbox limits of `[runtime]`, as `serve` applies them.
+#[must_use]
+pub fn runtime_limits(config: &Config) -> runtime::Limits {
+    let cache_dir = match &config.runtime.cache_dir {
+        Some(dir) if dir.as_os_str().is_empty() => None,
+        Some(dir) => Some(dir.clone()),
+        None => default_cache_dir(),
+    };
+    runtime::Limits {
+        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
+        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        max_instances: config.runtime.max_instances,
+        cache_dir,
+    }
+}
+
 fn default_cache_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gatehouse_core::consent::{
-    ConsentContext, ConsentInput, HeaderLookup, JurisdictionFacts, RawSignals, SignalKind,
+    ConsentContext, ConsentInput, HeaderLookup, JurisdictionFacts, NoHeaders, RawSignals,
+    SignalKind,
 };
 use gatehouse_core::policy::Signals;
 
@@ -21,6 +22,14 @@ struct Headers<'a>(&'a http::HeaderMap);
 impl HeaderLookup for Headers<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.0
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
     }
 }
 
@@ -73,37 +82,76 @@ pub fn signals(config: &ConsentConfig, headers: &http::HeaderMap) -> Signals {
     context(config, headers, JurisdictionFacts::default()).signals()
 }
 
-/// Signals for `permissions explain`, built exactly as a live request's would be (so an expired
-/// TC string is ignored, with a note on stderr).
+/// The consent inputs of `permissions explain`: single signals and a whole `Cookie` header.
+#[derive(Clone, Debug, Default)]
+pub struct ExplainInput<'a> {
+    /// `--tcf`: a TC string, as if in the TC string cookie.
+    pub tcf: Option<&'a str>,
+    /// `--gpp`: a GPP string, as if in the GPP cookie.
+    pub gpp: Option<&'a str>,
+    /// `--gpp-sid`: a `__gpp_sid` value.
+    pub gpp_sid: Option<&'a str>,
+    /// `--us-privacy`: a US Privacy string.
+    pub us_privacy: Option<&'a str>,
+    /// `--gpc`: the request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// `--cookie`: a whole `Cookie` header, parsed exactly as the server parses it.
+    pub cookie: Option<&'a str>,
+}
+
+/// Signals for `permissions explain`, built exactly as a live request's would be: the same
+/// extraction (for `--cookie`), decoding, expiry, applicability and fail-closed rules. Every signal
+/// a live request would ignore is reported on stderr as a note.
 ///
 /// # Errors
-/// When `--tcf` or `--us-privacy` does not decode: the audit tool refuses rather than ignores.
+/// When `--tcf`, `--us-privacy`, `--gpp` or `--gpp-sid` does not decode (the audit tool refuses
+/// rather than ignores a value given on its own; a failing GPP *section* is not an error, the
+/// server fails closed on it and so does the explanation), or when a flag names a signal the
+/// `--cookie` header already carries.
 pub fn explain_signals(
     config: &ConsentConfig,
-    tcf: Option<&str>,
-    gpc: bool,
-    us_privacy: Option<&str>,
+    input: &ExplainInput<'_>,
+    jurisdiction: JurisdictionFacts,
 ) -> anyhow::Result<Signals> {
-    if let Some(tcf) = tcf {
-        gatehouse_core::consent::decode_to_json(tcf, Some(SignalKind::Tcf))
-            .map_err(|e| anyhow::anyhow!("`--tcf`: {e}"))?;
-    }
-    if let Some(usp) = us_privacy {
-        gatehouse_core::consent::decode_to_json(usp, Some(SignalKind::Usp))
-            .map_err(|e| anyhow::anyhow!("`--us-privacy`: {e}"))?;
-    }
-    let raw = RawSignals {
-        tc_string: tcf.map(str::to_owned),
-        us_privacy: us_privacy.map(str::to_owned),
-        gpc,
-        ..RawSignals::default()
+    let check = |value: Option<&str>, kind: SignalKind, flag: &str| -> anyhow::Result<()> {
+        if let Some(value) = value {
+            gatehouse_core::consent::decode_to_json(value, Some(kind))
+                .map_err(|e| anyhow::anyhow!("`{flag}`: {e}"))?;
+        }
+        Ok(())
     };
-    let ctx = ConsentContext::from_raw(
-        config,
-        raw,
-        JurisdictionFacts::default(),
-        now_unix_seconds(),
-    );
+    check(input.tcf, SignalKind::Tcf, "--tcf")?;
+    check(input.us_privacy, SignalKind::Usp, "--us-privacy")?;
+    check(input.gpp, SignalKind::Gpp, "--gpp")?;
+    if let Some(sid) = input.gpp_sid {
+        gatehouse_core::consent::parse_gpp_sid(sid)
+            .map_err(|e| anyhow::anyhow!("`--gpp-sid`: {e}"))?;
+    }
+    let gpc_header = [("sec-gpc", "1")];
+    let headers: &dyn HeaderLookup = if input.gpc { &gpc_header } else { &NoHeaders };
+    let mut header_config = config.clone();
+    header_config.header_names.gpc = "sec-gpc".into();
+    let mut raw = RawSignals::extract(&header_config, input.cookie, headers);
+    let flags = [
+        (&mut raw.tc_string, input.tcf, "--tcf"),
+        (&mut raw.gpp, input.gpp, "--gpp"),
+        (&mut raw.gpp_sid, input.gpp_sid, "--gpp-sid"),
+        (&mut raw.us_privacy, input.us_privacy, "--us-privacy"),
+    ];
+    for (slot, value, flag) in flags {
+        if let Some(value) = value {
+            if slot.is_some() {
+                anyhow::bail!(
+                    "`{flag}` and the `--cookie` header both carry this signal; give one"
+                );
+            }
+            *slot = Some(value.trim().to_owned());
+        }
+    }
+    let ctx = ConsentContext::from_raw(config, raw, jurisdiction, now_unix_seconds());
+    for warning in ctx.warnings() {
+        eprintln!("note: a live request would ignore this: {warning}");
+    }
     if ctx.is_expired() {
         eprintln!(
             "note: the TC string is older than {} days (`consent.max_consent_age_days`); a live \

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gatehouse_core::edge::ProviderKind;
+use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
 use gatehouse_core::policy::{
     ConfiguredProvider, DefaultCountry, PermissionSet, Policy, diff_policies,
 };
@@ -103,6 +103,15 @@ enum PermissionsCommand {
         /// A US Privacy string the request carried (e.g. `1YYN`).
         #[arg(long)]
         us_privacy: Option<String>,
+        /// A GPP string the request carried (its `__gpp` cookie).
+        #[arg(long)]
+        gpp: Option<String>,
+        /// The request's `__gpp_sid` (applicable GPP section ids, e.g. `2,7` or `-1`).
+        #[arg(long, allow_hyphen_values = true)]
+        gpp_sid: Option<String>,
+        /// A whole `Cookie` header, parsed exactly as the server parses it.
+        #[arg(long)]
+        cookie: Option<String>,
         /// The default country (`geo.default_country`); default: taken from `--config`, else `FR`.
         #[arg(long)]
         default_country: Option<String>,
@@ -197,6 +206,9 @@ fn main() -> ExitCode {
                     tcf,
                     gpc,
                     us_privacy,
+                    gpp,
+                    gpp_sid,
+                    cookie,
                     default_country,
                     config,
                     policy,
@@ -209,6 +221,9 @@ fn main() -> ExitCode {
                 tcf,
                 gpc,
                 us_privacy,
+                gpp,
+                gpp_sid,
+                cookie,
                 default_country,
                 config,
                 policy,
@@ -309,6 +324,9 @@ struct ExplainArgs {
     tcf: Option<String>,
     gpc: bool,
     us_privacy: Option<String>,
+    gpp: Option<String>,
+    gpp_sid: Option<String>,
+    cookie: Option<String>,
     default_country: Option<String>,
     config: Option<PathBuf>,
     policy: Option<PathBuf>,
@@ -334,23 +352,32 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
         .as_ref()
         .map(|c| c.consent.clone())
         .unwrap_or_default();
-    let signals = consent::explain_signals(
-        &consent_config,
-        args.tcf.as_deref(),
-        args.gpc,
-        args.us_privacy.as_deref(),
-    )?;
     let rule = policy.match_jurisdiction(
         args.country.as_deref(),
         args.region.as_deref(),
         &default_country,
     );
+    let signals = consent::explain_signals(
+        &consent_config,
+        &consent::ExplainInput {
+            tcf: args.tcf.as_deref(),
+            gpp: args.gpp.as_deref(),
+            gpp_sid: args.gpp_sid.as_deref(),
+            us_privacy: args.us_privacy.as_deref(),
+            gpc: args.gpc,
+            cookie: args.cookie.as_deref(),
+        },
+        gatehouse_core::consent::JurisdictionFacts {
+            gdpr_applies: rule.gdpr_applies(),
+            us_privacy_applies: rule.us_privacy_applies(),
+        },
+    )?;
     let mut explanation = rule.explain(&signals);
     if let Some(config) = &config {
-        let store_on_device = EdgeCookieRules::new(policy, &config.ec.allowed_headers)
-            .map_err(|reason| config::ConfigError::invalid("ec", reason))?
+        let store_on_device = EdgeCookieRules::new(&policy, &config.ec.allowed_headers)
+            .map_err(|reason| gatehouse::config::ConfigError::invalid("ec", reason))?
             .store_on_device;
-        let loaded = configured_provider_requirements(config, policy)?;
+        let loaded = configured_provider_requirements(config, &policy)?;
         let providers: Vec<ConfiguredProvider<'_>> = loaded
             .iter()
             .map(|(kind, name, required)| ConfiguredProvider {
@@ -424,18 +451,9 @@ fn configured_provider_requirements(
         select(ProviderKind::Device)?,
         select(ProviderKind::EdgeCookie)?,
     );
-    let limits = runtime::Limits {
-        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
-        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-        // Loading needs one instance at a time.
-        max_instances: config.runtime.max_instances.min(8),
-        cache_dir: match &config.runtime.cache_dir {
-            Some(dir) if dir.as_os_str().is_empty() => None,
-            Some(dir) => Some(dir.clone()),
-            None => default_cache_dir(),
-        },
-    };
+    let mut limits = app::runtime_limits(config);
+    // Loading needs one instance at a time.
+    limits.max_instances = limits.max_instances.min(8);
     let rt =
         runtime::ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
     rt.providers()

@@ -110,6 +110,7 @@ fn mutations_and_random_inputs_never_panic() {
                 us_privacy: Some(s.chars().take(4).collect()),
                 additional_consent: Some(s),
                 gpc: rng.next() & 1 == 1,
+                ..RawSignals::default()
             },
             &mut rng,
         );

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gatehouse_core::policy::{Decision, Explanation, MatchKind, Signals, UsOptOut};
+use gatehouse_core::policy::{Decision, Explanation, MatchKind, Policy, Signals, UsOptOut};
 use serde_json::{Value, json};
 
 use super::{default_country, embedded, gpc, tcf};
@@ -206,12 +206,100 @@ fn us_ca_explains_the_override_and_the_gpc_revocation() {
     golden_both("us-ca-gpc", &explanation);
 }
 
+/// The shipped policy with every `opt-outs-override-tcf: true` turned `false`.
+fn tcf_wins_policy() -> Policy {
+    Policy::from_yaml_str(
+        &gatehouse_core::policy::EMBEDDED_POLICY_YAML.replace(
+            "opt-outs-override-tcf: true",
+            "opt-outs-override-tcf: false",
+        ),
+        "permissions.yaml",
+    )
+    .expect("valid")
+}
+
+/// A TC string granting every purpose, legitimate interest and special feature, with GPC.
+fn granting_tcf_with_gpc() -> Signals {
+    let all: Vec<u8> = (1..=11).collect();
+    let mut signals = tcf(&all, &all, &[1, 2]);
+    signals.gpc = true;
+    signals
+}
+
 #[test]
-fn us_explains_that_a_tcf_record_wins_over_opt_outs() {
+fn us_ca_granting_tcf_with_gpc_under_both_values_of_opt_outs_override_tcf() {
+    // Shipped: `opt-outs-override-tcf: true` for `us-opt-out`, so GPC revokes its list even
+    // though the TC string grants it (California §7025: GPC over business-specific settings).
+    let explanation = explain("US", Some("CA"), &granting_tcf_with_gpc());
+    assert!(explanation.opt_outs_override_tcf);
+    let json = to_json(&explanation);
+    assert_eq!(json["opt_outs_override_tcf"], true);
+    let store = entry(&json, "store-on-device");
+    assert_eq!(store["held"], false);
+    assert_eq!(
+        store["decided_by"],
+        json!({"kind": "opt_out_overrides_tcf", "signals": ["gpc"]})
+    );
+    assert_eq!(
+        store["reason"],
+        "gpc revoked (opt-outs override tcf in this group)"
+    );
+    assert_eq!(entry(&json, "select-basic-ads")["held"], true);
+    assert!(
+        explanation
+            .to_string()
+            .contains("opt-outs      override tcf (opt-outs-override-tcf: true)")
+    );
+    golden_both("us-ca-tcf-gpc-opt-outs-override-tcf", &explanation);
+
+    // `false`: the TC string decides what it maps, GPC included.
+    let policy = tcf_wins_policy();
+    let explanation = policy
+        .match_jurisdiction(Some("US"), Some("CA"), &default_country(&policy, "FR"))
+        .explain(&granting_tcf_with_gpc());
+    assert!(!explanation.opt_outs_override_tcf);
+    let json = to_json(&explanation);
+    let store = entry(&json, "store-on-device");
+    assert_eq!(store["held"], true);
+    assert_eq!(store["opt_outs_superseded_by_tcf"], json!(["gpc"]));
+    assert_eq!(
+        entry(&json, "scan-device-characteristics")["held"],
+        false,
+        "the CA override still denies"
+    );
+    golden_both("us-ca-tcf-gpc-tcf-wins", &explanation);
+}
+
+#[test]
+fn fail_closed_sections_are_named_in_the_explanation() {
+    let mut signals = Signals {
+        gpp_sale_opt_out: true,
+        ..Signals::default()
+    };
+    signals.fail_closed_gpp_sections.insert(7);
+    let explanation = explain("US", None, &signals);
+    let json = to_json(&explanation);
+    assert_eq!(json["signals"]["fail_closed_gpp_sections"], json!([7]));
+    assert_eq!(
+        entry(&json, "store-on-device")["reason"],
+        "gpp sale opt-out revoked (fail closed: gpp section 7 did not decode)"
+    );
+    assert!(
+        explanation
+            .to_string()
+            .contains("fail closed: gpp section 7 did not decode, counted as opted out")
+    );
+}
+
+#[test]
+fn us_explains_that_a_tcf_record_wins_over_opt_outs_where_the_group_says_so() {
     let mut signals = tcf(&[1], &[], &[]);
     signals.gpc = true;
     signals.us_privacy_opt_out = true;
-    let explanation = explain("US", None, &signals);
+    let policy = tcf_wins_policy();
+    let explanation = policy
+        .match_jurisdiction(Some("US"), None, &default_country(&policy, "FR"))
+        .explain(&signals);
     let store = explanation
         .permissions
         .iter()
@@ -312,6 +400,12 @@ fn explain_agrees_with_resolve_for_every_rule_and_many_signal_combinations() {
                     purpose_consents: (bits >> 1) as u32 & 0xfff,
                     purpose_li: (bits >> 13) as u32 & 0xfff,
                     special_feature_optins: (bits >> 25) as u16 & 0x3,
+                    publisher: (bits & (1 << 35) != 0).then_some(
+                        gatehouse_core::policy::PublisherTcfSignal {
+                            purpose_consents: (bits >> 36) as u32 & 0xfff,
+                            purpose_li: (bits >> 48) as u32 & 0xfff,
+                        },
+                    ),
                 };
                 Signals {
                     tcf: Some(tcf),

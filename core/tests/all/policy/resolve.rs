@@ -207,16 +207,37 @@ fn us_each_opt_out_signal_revokes_its_own_list() {
 }
 
 #[test]
-fn us_tcf_record_wins_over_gpc() {
-    let policy = embedded();
-    let matched = policy.match_jurisdiction(Some("US"), None, &default_country(policy, "FR"));
+fn us_opt_outs_override_a_granting_tcf_record_only_where_the_group_says_so() {
     let all_purposes: Vec<u8> = (1..=11).collect();
     let mut signals = tcf(&all_purposes, &[], &[2]);
     signals.gpc = true;
     signals.us_privacy_opt_out = true;
+
+    // Shipped: `us-opt-out` says `opt-outs-override-tcf: true`, so GPC revokes its list.
+    let policy = embedded();
+    let matched = policy.match_jurisdiction(Some("US"), None, &default_country(policy, "FR"));
+    assert!(matched.opt_outs_override_tcf());
+    let held = matched.resolve(&signals);
+    assert!(!held.contains(id(policy, "store-on-device")));
+    assert!(
+        held.contains(id(policy, "select-basic-ads")),
+        "not on the gpc list"
+    );
+
+    // With the key `false`, a tcf record granting everything wins over the opt-outs.
+    let tcf_wins = Policy::from_yaml_str(
+        &gatehouse_core::policy::EMBEDDED_POLICY_YAML.replace(
+            "opt-outs-override-tcf: true",
+            "opt-outs-override-tcf: false",
+        ),
+        "tcf-wins.yaml",
+    )
+    .expect("valid");
+    let matched = tcf_wins.match_jurisdiction(Some("US"), None, &default_country(&tcf_wins, "FR"));
+    assert!(!matched.opt_outs_override_tcf());
     assert_eq!(
         matched.resolve(&signals),
-        set(policy, &US_GRANTED_WITHOUT_SIGNAL),
+        set(&tcf_wins, &US_GRANTED_WITHOUT_SIGNAL),
         "a tcf record granting everything overrides the opt-outs"
     );
 }

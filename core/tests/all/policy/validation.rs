@@ -462,3 +462,55 @@ fn permission_ids_round_trip_through_names() {
     }
     assert_eq!(policy.permission_id("nope"), None);
 }
+
+#[test]
+fn opt_outs_override_tcf_must_be_a_boolean() {
+    let error = invalid(
+        "    us-privacy-applies: true\n",
+        "    us-privacy-applies: true\n    opt-outs-override-tcf: yes-please\n",
+    );
+    assert!(matches!(
+        error.invalid_reason(),
+        Some(InvalidPolicy::WrongType { .. })
+    ));
+    assert_at(&error, "groups.open.opt-outs-override-tcf", &[]);
+    // Absent means `false`; `true` is accepted and reported.
+    assert!(
+        !minimal()
+            .match_jurisdiction(Some("US"), None, &super::default_country(&minimal(), "FR"))
+            .opt_outs_override_tcf()
+    );
+    let text = MINIMAL.replacen(
+        "    us-privacy-applies: true\n",
+        "    us-privacy-applies: true\n    opt-outs-override-tcf: true\n",
+        1,
+    );
+    let policy = Policy::from_yaml_str(&text, "ok.yaml").expect("valid");
+    let default = super::default_country(&policy, "FR");
+    assert!(
+        policy
+            .match_jurisdiction(Some("US"), None, &default)
+            .opt_outs_override_tcf()
+    );
+    // A misspelt key is an unknown key, never ignored.
+    let error = invalid(
+        "    us-privacy-applies: true\n",
+        "    us-privacy-applies: true\n    opt-out-override-tcf: true\n",
+    );
+    assert_at(
+        &error,
+        "groups.open.opt-out-override-tcf",
+        &["opt-outs-override-tcf"],
+    );
+}
+
+#[test]
+fn publisher_tc_authoritative_must_be_a_boolean() {
+    let error = invalid(
+        "    special-features: {}\n",
+        "    special-features: {}\n    publisher-tc-authoritative: 1\n",
+    );
+    assert_at(&error, "signals.tcf.publisher-tc-authoritative", &[]);
+    assert!(!minimal().publisher_tc_authoritative());
+    assert!(!embedded().publisher_tc_authoritative(), "shipped default");
+}

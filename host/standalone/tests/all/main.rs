@@ -3,7 +3,9 @@
 
 mod audit;
 mod cli;
+mod cli_consent;
 mod components;
+mod consent_e2e;
 mod hardening;
 mod hostile;
 mod http2;

@@ -320,6 +320,11 @@ pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     parse_response(&out)
 }
 
+/// A minimal HTTP/1.1 GET with `Connection: close`, waiting as long as [`Server::get`] does.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    http_get_within(addr, path, headers, RESPONSE_WAIT)
+}
+
 /// A minimal HTTP/1.1 GET with `Connection: close`; panics when no response arrives within `wait`.
 pub fn http_get_within(
     addr: SocketAddr,
