@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gatehouse_core::edge::{self, Decision, EdgeCookieDecision, EdgeCookieRules};
 use gatehouse_core::policy::{DefaultCountry, Policy, Signals};
+use gatehouse_core::provider::RequestView;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -21,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::client_ip::{Cidr, client_ip};
 use crate::problem::Problem;
-use crate::runtime::{Evidence, ProviderRuntime};
+use crate::runtime::ProviderRuntime;
 
 /// Response bodies: streamed from the origin or generated here.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -285,13 +286,42 @@ struct Outcome {
     headers: Vec<(String, String)>,
 }
 
-fn run_decision(
-    app: &App,
-    peer: SocketAddr,
-    head: http::request::Parts,
-) -> (http::request::Parts, Outcome) {
+/// The core's view of a hyper request head plus the trusted client address.
+struct HyperRequestView<'a> {
+    head: &'a http::request::Parts,
+    client_ip: std::net::IpAddr,
+}
+
+impl RequestView for HyperRequestView<'_> {
+    fn method(&self) -> &str {
+        self.head.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.head.uri.query()
+    }
+
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.head
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        Some(self.client_ip)
+    }
+}
+
+fn run_decision(app: &App, peer: SocketAddr, head: &http::request::Parts) -> Outcome {
     let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
-    let signals = consent_signals(app, &head);
+    let signals = consent_signals(app, head);
     let current = head
         .headers
         .get_all(header::COOKIE)
@@ -299,18 +329,19 @@ fn run_decision(
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| edge::find_cookie(v, &app.cookie.name))
         .map(str::to_owned);
-    let evidence = Arc::new(Evidence {
-        client_ip: Some(client),
+    let view = HyperRequestView {
         head,
-    });
+        client_ip: client,
+    };
     let decision: Decision<'_> = {
-        let mut providers = app.runtime.for_request(Arc::clone(&evidence));
+        let mut providers = app.runtime.for_request();
         edge::decide(
             app.policy,
             &app.default_country,
             &signals,
             &app.ec_rules,
             current.as_deref(),
+            &view,
             &mut providers,
         )
     };
@@ -335,26 +366,15 @@ fn run_decision(
         .ok(),
         _ => None,
     };
-    let outcome = Outcome {
+    Outcome {
         set_cookie,
         headers: decision.headers,
-    };
-    // Every store holding the evidence has been dropped; take the head back without copying.
-    let head = match Arc::try_unwrap(evidence) {
-        Ok(evidence) => evidence.head,
-        Err(shared) => shared.head.clone(),
-    };
-    (head, outcome)
+    }
 }
 
 async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let (head, body) = req.into_parts();
-    let (head, outcome) = if is_page_request(&head) {
-        let (head, outcome) = run_decision(app, peer, head);
-        (head, Some(outcome))
-    } else {
-        (head, None)
-    };
+    let outcome = is_page_request(&head).then(|| run_decision(app, peer, &head));
     let mut response = match &app.origin {
         Origin::Demo => demo_page(&head),
         Origin::Http {
