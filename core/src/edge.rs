@@ -17,132 +17,10 @@ use crate::policy::{
     provider_gate,
 };
 
-/// The three provider kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// Geolocation.
-    Geo,
-    /// Device classification.
-    Device,
-    /// Edge Cookie identity.
-    EdgeCookie,
-}
-
-impl ProviderKind {
-    /// The config section naming this kind (`geo`, `device`, `ec`).
-    #[must_use]
-    pub fn section(self) -> &'static str {
-        match self {
-            Self::Geo => "geo",
-            Self::Device => "device",
-            Self::EdgeCookie => "ec",
-        }
-    }
-}
-
-/// A geo provider's answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Location {
-    /// ISO 3166-1 alpha-2 country code, if known.
-    pub country: Option<String>,
-    /// ISO 3166-2 subdivision code without the country prefix, if known.
-    pub region: Option<String>,
-}
-
-/// The broad class of a client.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeviceClass {
-    /// An automated client. Bots never receive an Edge Cookie.
-    Bot,
-    /// A phone.
-    Mobile,
-    /// A tablet.
-    Tablet,
-    /// A desktop browser.
-    Desktop,
-    /// Not enough evidence (also the fail-closed answer).
-    #[default]
-    Unknown,
-}
-
-/// A device provider's answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Classification {
-    /// The device class.
-    pub class: DeviceClass,
-    /// For bots, the crawler's name when known.
-    pub bot_name: Option<String>,
-}
-
-/// An Edge Cookie provider's answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EcOutput {
-    /// The identifier to set, if any.
-    pub id: Option<String>,
-    /// Extra response headers the provider asks for (not yet filtered).
-    pub headers: Vec<(String, String)>,
-}
-
-/// Why a provider call produced no answer. Every failure is handled fail-closed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderFailure {
-    /// The provider trapped (panic, `unreachable`, out-of-bounds access, ...).
-    #[error("trapped: {0}")]
-    Trap(String),
-    /// The call ran past its deadline and was interrupted.
-    #[error("deadline exceeded")]
-    Deadline,
-    /// The provider tried to grow its memory past the configured cap.
-    #[error("memory limit exceeded")]
-    MemoryLimit,
-    /// The provider could not be instantiated.
-    #[error("instantiation failed: {0}")]
-    Instantiate(String),
-    /// The provider returned its own error variant.
-    #[error("provider error: {0}")]
-    Provider(String),
-    /// The provider returned a value the host rejects (e.g. an Edge Cookie value with `;`).
-    #[error("invalid output: {0}")]
-    InvalidOutput(String),
-}
-
-impl ProviderFailure {
-    /// A short stable label for metrics and logs (`trap`, `deadline`, `memory`, ...).
-    #[must_use]
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Trap(_) => "trap",
-            Self::Deadline => "deadline",
-            Self::MemoryLimit => "memory",
-            Self::Instantiate(_) => "instantiate",
-            Self::Provider(_) => "provider-error",
-            Self::InvalidOutput(_) => "invalid-output",
-        }
-    }
-}
-
-/// How a host runs providers. Each method is called at most once per request, and only when the
-/// configured provider's required permissions are held.
-pub trait ProviderHost {
-    /// The permissions the configured provider of `kind` requires, or `None` when the deployment
-    /// configures no provider of that kind.
-    fn requirements(&self, kind: ProviderKind) -> Option<PermissionSet>;
-    /// Runs the geo provider.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues with `default_country`.
-    fn locate(&mut self) -> Result<Location, ProviderFailure>;
-    /// Runs the device provider.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues with an `unknown` device.
-    fn classify(&mut self) -> Result<Classification, ProviderFailure>;
-    /// Runs the Edge Cookie provider with the request's current cookie value.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues without an Edge Cookie.
-    fn generate_edge_cookie(&mut self, current: Option<&str>) -> Result<EcOutput, ProviderFailure>;
-}
+pub use crate::provider::{
+    Classification, DeviceClass, EcOutput, Evidence, Location, ProviderFailure, ProviderHost,
+    ProviderKind, RequestView,
+};
 
 /// Deployment settings the Edge Cookie decision needs; built once at startup.
 #[derive(Clone, Debug)]
@@ -220,8 +98,14 @@ pub fn decide<'p>(
     signals: &Signals,
     ec_rules: &EdgeCookieRules,
     current_ec: Option<&str>,
+    request: &dyn RequestView,
     host: &mut dyn ProviderHost,
 ) -> Decision<'p> {
+    // Each provider's evidence holds exactly what its manifest declared.
+    let gate = |host: &dyn ProviderHost, kind| {
+        host.spec(kind)
+            .map(|spec| (spec.required, Evidence::collect(&spec.reads, request)))
+    };
     let mut gated = Vec::new();
     let mut failures = Vec::new();
 
@@ -236,9 +120,12 @@ pub fn decide<'p>(
         store_on_device: ec_rules.store_on_device,
     };
     let mut location = Location::default();
-    if let Some(required) = host.requirements(ProviderKind::Geo) {
-        if provider_gate(ProviderKind::Geo, required, &held(PermissionSet::EMPTY)).is_called() {
-            match host.locate() {
+    if let Some((required, evidence)) = gate(host, ProviderKind::Geo) {
+        let baseline = policy
+            .match_jurisdiction(None, None, default_country)
+            .resolve(signals);
+        if baseline.contains_all(required) {
+            match host.locate(&evidence) {
                 Ok(found) => location = found,
                 Err(failure) => failures.push((ProviderKind::Geo, failure)),
             }
@@ -255,9 +142,9 @@ pub fn decide<'p>(
     let permissions = rule.resolve(signals);
 
     let mut device = Classification::default();
-    if let Some(required) = host.requirements(ProviderKind::Device) {
-        if provider_gate(ProviderKind::Device, required, &held(permissions)).is_called() {
-            match host.classify() {
+    if let Some((required, evidence)) = gate(host, ProviderKind::Device) {
+        if permissions.contains_all(required) {
+            match host.classify(&evidence) {
                 Ok(found) => device = found,
                 Err(failure) => failures.push((ProviderKind::Device, failure)),
             }
@@ -267,17 +154,19 @@ pub fn decide<'p>(
     }
 
     let mut headers = Vec::new();
-    let edge_cookie = match host.requirements(ProviderKind::EdgeCookie) {
+    let edge_cookie = match gate(host, ProviderKind::EdgeCookie) {
         None => EdgeCookieDecision::NotConfigured,
-        Some(required) => {
-            if !provider_gate(ProviderKind::EdgeCookie, required, &held(permissions)).is_called() {
+        Some((required, evidence)) => {
+            if !permissions.contains(ec_rules.store_on_device)
+                || !permissions.contains_all(required)
+            {
                 gated.push(ProviderKind::EdgeCookie);
                 EdgeCookieDecision::NotPermitted
             } else if device.class == DeviceClass::Bot {
                 EdgeCookieDecision::Bot
             } else {
                 match host
-                    .generate_edge_cookie(current_ec)
+                    .generate_edge_cookie(&evidence, current_ec)
                     .and_then(|output| validate_output(output, &ec_rules.allowed_headers))
                 {
                     Ok((id, allowed)) => {

@@ -2,6 +2,8 @@
 //!
 //! - [`policy`] turns `permissions.yaml` plus a request's jurisdiction and consent [`policy::Signals`]
 //!   into a [`policy::PermissionSet`].
+//! - [`provider`] is the provider contract as the core sees it: declared reads, the evidence value,
+//!   and the [`provider::ProviderHost`] trait hosts implement.
 //! - [`consent`] decodes the consent signals themselves (TCF v2, GPP, US Privacy, GPC, Google AC)
 //!   and builds the per-request consent context.
 //!
@@ -12,3 +14,4 @@
 pub mod consent;
 pub mod edge;
 pub mod policy;
+pub mod provider;

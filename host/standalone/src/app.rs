@@ -125,6 +125,11 @@ pub fn runtime_limits(config: &Config) -> runtime::Limits {
         memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         max_instances: config.runtime.max_instances,
+        max_core_instances_per_component: config.runtime.max_core_instances_per_component,
+        max_memories_per_component: config.runtime.max_memories_per_component,
+        max_tables_per_component: config.runtime.max_tables_per_component,
+        output_limit_bytes: config.runtime.output_limit_bytes,
+        forbidden_headers: config.runtime.forbidden_headers.clone(),
         cache_dir,
     }
 }

@@ -7,6 +7,7 @@
 //! - `gatehouse permissions diff OLD.yaml NEW.yaml`: what a policy change changes.
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
+//! - `gatehouse providers inspect FILE [--json]`: what a provider declares and imports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -165,6 +166,20 @@ enum ProvidersCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Show what a provider component is before pinning it: world, id, version, required
+    /// permissions, declared reads, every import, size and sha256. Runs its `describe` in the
+    /// sandbox.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+        /// A setting passed to `describe`, as `key=value` (repeatable).
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Print JSON (`world`, `id`, `version`, `required_permissions`, `reads`, `imports`,
+        /// `size`, `sha256`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -267,6 +282,23 @@ fn main() -> ExitCode {
             command: ConsentCommand::Decode { input, kind },
         } => consent::decode_command(&input, kind.as_deref()),
         Command::Providers {
+            command:
+                ProvidersCommand::Inspect {
+                    file,
+                    settings,
+                    json,
+                },
+        } => match inspect(&file, &settings, json) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Providers {
             command: ProvidersCommand::Digest { file },
         } => match std::fs::read(&file) {
             Ok(bytes) => {
@@ -279,6 +311,49 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// `gatehouse providers inspect`.
+fn inspect(file: &Path, settings: &[String], json: bool) -> anyhow::Result<String> {
+    let settings = settings
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("`--setting {s}`: expected `key=value`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let sandbox = runtime::Sandbox::new(runtime::Limits::default())?;
+    let found = sandbox.inspect(&bytes, &settings, &file.display().to_string())?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&found)?);
+    }
+    // The manifest is the provider's own text: escape it so it cannot drive the terminal.
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "(none)".to_owned()
+        } else {
+            items
+                .iter()
+                .map(|i| i.escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join("\n                      ")
+        }
+    };
+    Ok(format!(
+        "world:                {}\nid:                   {}\nversion:              {}\n\
+         required permissions: {}\nreads:                {}\nimports:              {}\n\
+         size:                 {} bytes\nsha256:               {}",
+        found.world,
+        found.id.escape_debug(),
+        found.version.escape_debug(),
+        list(&found.required_permissions),
+        list(&found.reads),
+        list(&found.imports),
+        found.size,
+        found.sha256,
+    ))
 }
 
 /// Logs go to stderr, filtered by `GATEHOUSE_LOG` (default `info`; the only variable read),

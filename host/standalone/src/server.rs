@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gatehouse_core::edge::{self, Decision, EdgeCookieDecision, EdgeCookieRules};
 use gatehouse_core::policy::{DefaultCountry, Policy, Signals};
+use gatehouse_core::provider::RequestView;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -19,7 +20,7 @@ use crate::body::{BodyFault, ClientBody};
 use crate::client_ip::{ClientChain, ClientIpPolicy};
 pub use crate::origin::Origin;
 use crate::problem::Problem;
-use crate::runtime::{Evidence, ProviderRuntime};
+use crate::runtime::ProviderRuntime;
 
 /// Response bodies: streamed from the origin or generated here.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -243,12 +244,41 @@ struct Outcome {
     headers: Vec<(String, String)>,
 }
 
-fn run_decision(
-    app: &App,
-    client: std::net::IpAddr,
-    head: http::request::Parts,
-) -> (http::request::Parts, Outcome) {
-    let signals = consent_signals(app, &head);
+/// The core's view of a hyper request head plus the trusted client address.
+struct HyperRequestView<'a> {
+    head: &'a http::request::Parts,
+    client_ip: std::net::IpAddr,
+}
+
+impl RequestView for HyperRequestView<'_> {
+    fn method(&self) -> &str {
+        self.head.method.as_str()
+    }
+
+    fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.head.uri.query()
+    }
+
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.head
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        Some(self.client_ip)
+    }
+}
+
+fn run_decision(app: &App, client: std::net::IpAddr, head: &http::request::Parts) -> Outcome {
+    let signals = consent_signals(app, head);
     let current = head
         .headers
         .get_all(header::COOKIE)
@@ -256,18 +286,19 @@ fn run_decision(
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| edge::find_cookie(v, &app.cookie.name))
         .map(str::to_owned);
-    let evidence = Arc::new(Evidence {
-        client_ip: Some(client),
+    let view = HyperRequestView {
         head,
-    });
+        client_ip: client,
+    };
     let decision: Decision<'_> = {
-        let mut providers = app.runtime.for_request(Arc::clone(&evidence));
+        let mut providers = app.runtime.for_request();
         edge::decide(
             &app.policy,
             &app.default_country,
             &signals,
             &app.ec_rules,
             current.as_deref(),
+            &view,
             &mut providers,
         )
     };
@@ -292,27 +323,16 @@ fn run_decision(
         .ok(),
         _ => None,
     };
-    let outcome = Outcome {
+    Outcome {
         set_cookie,
         headers: decision.headers,
-    };
-    // Every store holding the evidence has been dropped; take the head back without copying.
-    let head = match Arc::try_unwrap(evidence) {
-        Ok(evidence) => evidence.head,
-        Err(shared) => shared.head.clone(),
-    };
-    (head, outcome)
+    }
 }
 
 async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let (head, body) = req.into_parts();
     let chain = app.client_ip.resolve(peer.ip(), &head.headers);
-    let (head, outcome) = if is_page_request(&head) {
-        let (head, outcome) = run_decision(app, chain.client, head);
-        (head, Some(outcome))
-    } else {
-        (head, None)
-    };
+    let outcome = is_page_request(&head).then(|| run_decision(app, chain.client, &head));
     let mut response = match &app.origin {
         Origin::Demo => demo_page(&head),
         Origin::Http {
