@@ -313,16 +313,42 @@ pub fn http_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     stream
         .set_read_timeout(Some(RESPONSE_WAIT))
         .expect("timeout");
-    stream.write_all(raw).expect("write");
-    let mut out = Vec::new();
     // The server may close before reading everything we sent; what it answered is what counts.
-    let _ = stream.read_to_end(&mut out);
+    let _ = stream.write_all(raw);
+    // Read until the response is complete (by `Content-Length`) or the server closes: a request
+    // without `Connection: close` keeps the connection open, and waiting for a timeout to end the
+    // read would make the test as slow as the timeout.
+    let mut out = Vec::new();
+    let mut buf = [0_u8; 4096];
+    while !response_complete(&out) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
     parse_response(&out)
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`, waiting as long as [`Server::get`] does.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     http_get_within(addr, path, headers, RESPONSE_WAIT)
+}
+
+/// Whether `raw` holds a whole response: its head and, when it declares one, its
+/// `Content-Length` body.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    let length = head.split("\r\n").find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    length.is_some_and(|length| raw.len() >= head_end + 4 + length)
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`; panics when no response arrives within `wait`.
