@@ -319,7 +319,12 @@ impl<'p> PagePipeline<'p> {
                     self.cookie.domain.as_deref(),
                     self.cookie.max_age_secs,
                 )),
-                _ => None,
+                EdgeCookieDecision::NotConfigured
+                | EdgeCookieDecision::NotPermitted
+                | EdgeCookieDecision::Bot
+                | EdgeCookieDecision::Keep(_)
+                | EdgeCookieDecision::NoneFromProvider
+                | EdgeCookieDecision::Failed => None,
             },
             headers: decision.provider_headers.clone(),
         };

@@ -266,6 +266,18 @@ impl Policy {
             GeoInput::Absent,
             GeoInput::Absent,
         );
+        self.summary("default jurisdiction", &matched)
+    }
+
+    /// One line describing what a request holds without any signal when its geo provider
+    /// failed ([`Policy::match_geo_failure`]), for the startup log beside
+    /// [`Policy::baseline_summary`].
+    #[must_use]
+    pub fn geo_failure_summary(&self) -> String {
+        self.summary("on geo failure, jurisdiction", &self.match_geo_failure())
+    }
+
+    fn summary(&self, what: &str, matched: &MatchedRule<'_>) -> String {
         let baseline = matched.baseline();
         let list = |set: PermissionSet| {
             if set.is_empty() {
@@ -280,7 +292,7 @@ impl Policy {
             format!(" {}", matched.overrides_text().join(" "))
         };
         format!(
-            "default jurisdiction `{}` (group `{}`{overrides}; gdpr applies: {}; us privacy applies: {}): \
+            "{what} `{}` (group `{}`{overrides}; gdpr applies: {}; us privacy applies: {}): \
              without any signal {} of {} permissions held [{}]; requires a signal [{}]; denied [{}]",
             matched.rule_key(),
             matched.group_name(),

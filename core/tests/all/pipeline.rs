@@ -5,5 +5,6 @@ mod config;
 mod edits;
 mod flow;
 mod geo_failure;
+mod jurisdiction;
 mod provider_headers;
 mod support;

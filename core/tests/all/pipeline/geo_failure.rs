@@ -120,3 +120,20 @@ fn geo_failure_is_the_intersection_of_the_rules_of_a_custom_policy() {
     );
     assert_never_more_than_any_rule(&policy);
 }
+
+#[test]
+fn the_startup_log_describes_the_geo_failure_jurisdiction() {
+    let summary = policy().geo_failure_summary();
+    assert!(
+        summary.starts_with(
+            "on geo failure, jurisdiction `geo-failed` (group `fail-closed (geo failed)`; gdpr \
+             applies: yes; us privacy applies: yes): without any signal 0 of 13 permissions held \
+             [none]"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("denied [use-precise-geolocation, scan-device-characteristics]"),
+        "{summary}"
+    );
+}
