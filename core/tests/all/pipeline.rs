@@ -7,4 +7,5 @@ mod flow;
 mod geo_failure;
 mod jurisdiction;
 mod provider_headers;
+mod robustness;
 mod support;
