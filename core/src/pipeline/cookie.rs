@@ -7,6 +7,8 @@
 //! first two at startup and the value on every provider answer), so nothing a provider or a config
 //! file says can add an attribute. Removing a cookie keeps every other byte of the header.
 
+use std::fmt::Write as _;
+
 /// The longest Edge Cookie value accepted from a provider or from the visitor.
 pub const MAX_COOKIE_VALUE_LEN: usize = 256;
 
@@ -18,14 +20,19 @@ pub fn set_cookie_header(
     domain: Option<&str>,
     max_age_secs: u64,
 ) -> String {
-    let mut out = format!("{name}={value}");
+    let attributes = "; Path=/; Secure; SameSite=Lax; HttpOnly; Max-Age=";
+    let mut out = String::with_capacity(
+        name.len() + value.len() + domain.map_or(0, |d| d.len() + 9) + attributes.len() + 21,
+    );
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
     if let Some(domain) = domain {
         out.push_str("; Domain=");
         out.push_str(domain);
     }
-    out.push_str(&format!(
-        "; Path=/; Secure; SameSite=Lax; HttpOnly; Max-Age={max_age_secs}"
-    ));
+    out.push_str(attributes);
+    let _ = write!(out, "{max_age_secs}");
     out
 }
 

@@ -551,10 +551,13 @@ struct ViewHeaders<'a>(&'a dyn RequestView);
 
 impl HeaderLookup for ViewHeaders<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.0
-            .header_values(&name.to_ascii_lowercase())
-            .first()
-            .copied()
+        // `RequestView` takes lowercase names; configured consent header names may not be.
+        let values = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.0.header_values(&name.to_ascii_lowercase())
+        } else {
+            self.0.header_values(name)
+        };
+        values.first().copied()
     }
 }
 

@@ -510,3 +510,52 @@ fn page_requests_are_get_or_head_documents_without_an_asset_extension() {
         assert!(!is_page_request(&view), "{view:?}");
     }
 }
+
+/// A view that, like the trait says, is only ever asked for lowercase names.
+struct LowercaseOnly(View);
+
+impl gatehouse_core::pipeline::RequestView for LowercaseOnly {
+    fn method(&self) -> &str {
+        &self.0.method
+    }
+    fn path(&self) -> &str {
+        &self.0.path
+    }
+    fn query(&self) -> Option<&str> {
+        self.0.query.as_deref()
+    }
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        assert_eq!(
+            name,
+            name.to_ascii_lowercase(),
+            "asked for a non-lowercase name"
+        );
+        gatehouse_core::pipeline::RequestView::header_values(&self.0, name)
+    }
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.0.client_ip
+    }
+}
+
+#[test]
+fn configured_consent_header_names_are_looked_up_in_lowercase() {
+    let mut settings = gatehouse_core::pipeline::PipelineSettings::new("US");
+    settings.consent.header_names.us_privacy = Some("X-US-Privacy".into());
+    let pipeline = super::support::pipeline_with(settings);
+    let view = LowercaseOnly(
+        View::page()
+            .header("x-us-privacy", "1YYN")
+            .header("sec-gpc", "1"),
+    );
+    let decision = pipeline
+        .run(
+            &view,
+            &super::support::CLOCK,
+            &mut Mock::standard(Some("US"), None),
+        )
+        .decision
+        .expect("page request");
+    assert!(decision.consent.signals().us_privacy_opt_out);
+    assert!(decision.consent.signals().gpc);
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::NotPermitted);
+}
