@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
+use gatehouse_core::pipeline::{
+    EdgeCookieSettings, PagePipeline, PipelineSettings, ProviderHeaderLimits, ProviderKind,
+};
 use gatehouse_core::policy::Policy;
 
 use gatehouse::config::{self, Config};
@@ -297,8 +299,23 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     let geo = select(ProviderKind::Geo)?;
     let device = select(ProviderKind::Device)?;
     let ec = select(ProviderKind::EdgeCookie)?;
-    let ec_rules = EdgeCookieRules::new(policy, &config.ec.allowed_headers)
-        .map_err(|reason| config::ConfigError::invalid("ec", reason))?;
+    let pipeline = PagePipeline::new(
+        policy,
+        PipelineSettings {
+            default_country: default_country_key.to_owned(),
+            consent: config.consent.clone(),
+            edge_cookie: EdgeCookieSettings {
+                name: config.ec.cookie_name.clone(),
+                domain: config.ec.cookie_domain.clone(),
+                max_age_secs: config.ec.max_age_secs,
+                allowed_headers: config.ec.allowed_headers.clone(),
+                header_limits: ProviderHeaderLimits {
+                    max_count: config.ec.max_headers,
+                    max_bytes: config.ec.max_header_bytes,
+                },
+            },
+        },
+    )?;
     let cache_dir = match &config.runtime.cache_dir {
         Some(dir) if dir.as_os_str().is_empty() => None,
         Some(dir) => Some(dir.clone()),
@@ -314,6 +331,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             id = %p.id,
             version = %p.version,
             requires = ?p.required_permissions,
+            reads = ?p.reads,
             "provider loaded"
         );
     }
@@ -324,18 +342,10 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     )
     .map_err(|reason| config::ConfigError::invalid("origin.url", reason))?;
     let app = Arc::new(server::App {
-        policy,
-        default_country,
-        ec_rules,
-        cookie: server::CookieSettings {
-            name: config.ec.cookie_name.clone(),
-            domain: config.ec.cookie_domain.clone(),
-            max_age_secs: config.ec.max_age_secs,
-        },
+        pipeline,
         runtime: rt,
         trusted_proxies,
         origin,
-        consent: config.consent,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
