@@ -358,20 +358,44 @@ impl ConsentContext {
             jurisdiction,
             warnings,
         };
+        context.synthesize_us_privacy(config);
+        context
+    }
 
-        // GPC → US Privacy, only where US privacy applies and nothing came in.
-        let gpp_usp = context.all_gpp().any(|g| {
+    /// The same context for another jurisdiction, without decoding anything again: the page
+    /// pipeline resolves permissions from [`ConsentContext::signals`] (which do not depend on the
+    /// jurisdiction) before geo has picked the rule, then attaches the matched group's facts.
+    /// Only the jurisdiction-dependent parts change: `gdpr_applies` and the US Privacy string
+    /// synthesised from GPC.
+    #[must_use]
+    pub fn with_jurisdiction(
+        mut self,
+        config: &ConsentConfig,
+        jurisdiction: JurisdictionFacts,
+    ) -> Self {
+        if self.us_privacy_synthesized {
+            self.us_privacy = None;
+            self.us_privacy_synthesized = false;
+        }
+        self.jurisdiction = jurisdiction;
+        self.synthesize_us_privacy(config);
+        self
+    }
+
+    /// GPC → US Privacy, only where US privacy applies and no US Privacy signal came in (nor a
+    /// `uspv1` GPP section, decodable or not).
+    fn synthesize_us_privacy(&mut self, config: &ConsentConfig) {
+        let gpp_usp = self.all_gpp().any(|g| {
             g.us_privacy().is_some() || g.section_errors().iter().any(|(id, _)| *id == USPV1)
         });
-        if jurisdiction.us_privacy_applies
-            && context.gpc()
-            && context.us_privacy.is_none()
+        if self.jurisdiction.us_privacy_applies
+            && self.gpc()
+            && self.us_privacy.is_none()
             && !gpp_usp
         {
-            context.us_privacy = Some(config.gpc_us_privacy);
-            context.us_privacy_synthesized = true;
+            self.us_privacy = Some(config.gpc_us_privacy);
+            self.us_privacy_synthesized = true;
         }
-        context
     }
 
     /// Every decodable GPP copy, the primary first.

@@ -1,7 +1,7 @@
 //! The provider gate: whether a configured provider would be called for a request, and which
 //! missing permissions stop it.
 //!
-//! This is the one place that decides it. The request path ([`crate::edge::decide`] today, the page
+//! This is the one place that decides it. The request path (the page
 //! pipeline after it) and the audit view (`gatehouse permissions explain --config`) both call
 //! [`provider_gate`], so what a reviewer is shown is what the server does. A new request pipeline
 //! must call it too, never re-derive the conditions.
@@ -20,7 +20,7 @@
 use serde::Serialize;
 
 use super::permission_set::{PermissionId, PermissionSet};
-use crate::edge::ProviderKind;
+use crate::provider::ProviderKind;
 
 /// Which permission set a provider's gate is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

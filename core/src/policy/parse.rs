@@ -76,6 +76,8 @@ impl Parser<'_> {
             self.required(signals, "signals", "us-opt-outs")?,
             &vocabulary,
         )?;
+        let geo_failure =
+            super::resolve::geo_failure_jurisdiction(&rules, &groups, vocabulary.all());
         Ok(Policy {
             source: self.file.to_owned(),
             permissions,
@@ -84,6 +86,7 @@ impl Parser<'_> {
             rule_index,
             tcf,
             opt_outs,
+            geo_failure,
         })
     }
 

@@ -4,16 +4,18 @@
 //! startup, because it is the same code. Nothing here touches the listener or a running server.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
+use gatehouse_core::pipeline::{
+    EdgeCookieSettings, PagePipeline, PipelineConfigError, PipelineSettings, ProviderHeaderLimits,
+    ProviderKind,
+};
 use gatehouse_core::policy::{Policy, PolicyError};
 
 use crate::config::{Config, ConfigError};
 use crate::origin::Origin;
 use crate::runtime::{self, LoadError, ProviderRuntime};
-use crate::server::{App, CookieSettings, SharedPolicy};
+use crate::server::App;
 
 /// Why an [`App`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +29,22 @@ pub enum BuildError {
     /// A provider could not be loaded.
     #[error(transparent)]
     Provider(#[from] LoadError),
+    /// The Edge Cookie or consent settings are invalid (the error names the key).
+    #[error(transparent)]
+    Pipeline(#[from] PipelineConfigError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
 ///
+/// A policy read from a file lives as long as the process: the page pipeline and every request
+/// borrow it. A reload therefore keeps the previous policy in memory (a few kilobytes per
+/// reload), which keeps every request free of reference counting.
+///
 /// # Errors
 /// When the file cannot be read or is not a valid policy.
-pub fn load_policy(path: Option<&Path>) -> Result<SharedPolicy, BuildError> {
+pub fn load_policy(path: Option<&Path>) -> Result<&'static Policy, BuildError> {
     match path {
-        None => Ok(SharedPolicy::Embedded(Policy::embedded()?)),
+        None => Ok(Policy::embedded()?),
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::invalid(
@@ -44,7 +53,7 @@ pub fn load_policy(path: Option<&Path>) -> Result<SharedPolicy, BuildError> {
                 )
             })?;
             let policy = Policy::from_yaml_str(&text, &path.display().to_string())?;
-            Ok(SharedPolicy::Loaded(Arc::new(policy)))
+            Ok(Box::leak(Box::new(policy)))
         }
     }
 }
@@ -73,10 +82,25 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
     let geo = select(ProviderKind::Geo)?;
     let device = select(ProviderKind::Device)?;
     let ec = select(ProviderKind::EdgeCookie)?;
-    let ec_rules = EdgeCookieRules::new(&policy, &config.ec.allowed_headers)
-        .map_err(|reason| ConfigError::invalid("ec", reason))?;
+    let pipeline = PagePipeline::new(
+        policy,
+        PipelineSettings {
+            default_country: config.default_country()?.to_owned(),
+            consent: config.consent.clone(),
+            edge_cookie: EdgeCookieSettings {
+                name: config.ec.cookie_name.clone(),
+                domain: config.ec.cookie_domain.clone(),
+                max_age_secs: config.ec.max_age_secs,
+                allowed_headers: config.ec.allowed_headers.clone(),
+                header_limits: ProviderHeaderLimits {
+                    max_count: config.ec.max_headers,
+                    max_bytes: config.ec.max_header_bytes,
+                },
+            },
+        },
+    )?;
     let limits = runtime_limits(config);
-    let rt = ProviderRuntime::load(limits, &policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
+    let rt = ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
     for p in rt.providers() {
         tracing::info!(
             kind = p.kind,
@@ -84,6 +108,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
             id = %p.id,
             version = %p.version,
             requires = ?p.required_permissions,
+            reads = ?p.reads,
             "provider loaded"
         );
     }
@@ -94,20 +119,12 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         config.origin.ca_file.as_deref(),
     )?;
     Ok(App {
-        policy,
-        default_country,
-        ec_rules,
-        cookie: CookieSettings {
-            name: config.ec.cookie_name.clone(),
-            domain: config.ec.cookie_domain.clone(),
-            max_age_secs: config.ec.max_age_secs,
-        },
+        pipeline,
         runtime: rt,
         client_ip,
         cdn_headers,
         max_body_bytes: config.server.max_body_bytes,
         origin,
-        consent: config.consent.clone(),
     })
 }
 

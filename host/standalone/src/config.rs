@@ -253,6 +253,12 @@ impl Default for RuntimeConfig {
     }
 }
 
+fn default_max_headers() -> usize {
+    gatehouse_core::pipeline::ProviderHeaderLimits::default().max_count
+}
+fn default_max_header_bytes() -> usize {
+    gatehouse_core::pipeline::ProviderHeaderLimits::default().max_bytes
+}
 fn default_call_timeout() -> u64 {
     5
 }
@@ -320,6 +326,12 @@ pub struct EcConfig {
     /// `allowed_headers`: response headers a provider may set (`set-cookie` is always refused).
     #[serde(default)]
     pub allowed_headers: Vec<String>,
+    /// `max_headers`: most response headers one provider answer may add.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// `max_header_bytes`: most bytes (names plus values) of one provider answer's headers.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 impl Default for EcConfig {
@@ -331,6 +343,8 @@ impl Default for EcConfig {
             cookie_domain: None,
             max_age_secs: default_max_age(),
             allowed_headers: Vec::new(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }

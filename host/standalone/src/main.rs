@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
+use gatehouse_core::pipeline::ProviderKind;
 use gatehouse_core::policy::{
     ConfiguredProvider, DefaultCountry, PermissionSet, Policy, diff_policies,
 };
@@ -449,10 +449,10 @@ fn explain(args: ExplainArgs) -> anyhow::Result<String> {
     )?;
     let mut explanation = rule.explain(&signals);
     if let Some(config) = &config {
-        let store_on_device = EdgeCookieRules::new(&policy, &config.ec.allowed_headers)
-            .map_err(|reason| gatehouse::config::ConfigError::invalid("ec", reason))?
-            .store_on_device;
-        let loaded = configured_provider_requirements(config, &policy)?;
+        let store_on_device = policy
+            .permission_id("store-on-device")
+            .context("the policy does not define `store-on-device`")?;
+        let loaded = configured_provider_requirements(config, policy)?;
         let providers: Vec<ConfiguredProvider<'_>> = loaded
             .iter()
             .map(|(kind, name, required)| ConfiguredProvider {

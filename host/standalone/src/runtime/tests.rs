@@ -88,3 +88,49 @@ fn the_defaults_load_a_component_with_many_core_instances() {
         .compile(wat.as_bytes(), "probe", "ec.providers.probe")
         .expect("16 core instances fit the default");
 }
+
+#[test]
+fn a_refusal_lists_every_import_the_host_does_not_offer() {
+    let sandbox = sandbox(Limits::default());
+    let wat = r#"(component
+        (import "wasi:http/types@0.2.0" (instance))
+        (import "wasi:cli/stdout@0.2.3" (instance))
+        (import "wasi:config/store@0.2.0-rc.1" (instance))
+        (import "wasi:io/streams@0.3.0" (instance)))"#;
+    let component = sandbox
+        .compile(wat.as_bytes(), "probe", "ec.providers.probe")
+        .expect("compiles");
+    let err = super::imports::check_imports(&sandbox.engine, &component).expect_err("refused");
+    let LoadErrorReason::MissingImports { imports } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        imports,
+        &[
+            "wasi:http/types@0.2.0",
+            "wasi:config/store@0.2.0-rc.1",
+            "wasi:io/streams@0.3.0"
+        ],
+        "`wasi:cli/stdout@0.2.3` is offered (any 0.2.x)"
+    );
+    let text = err.to_string();
+    for name in imports {
+        assert!(text.contains(&format!("`{name}`")), "{text}");
+    }
+}
+
+#[test]
+fn a_providers_call_budget_applies_only_within_the_publisher_cap() {
+    let sandbox = sandbox(Limits {
+        call_timeout: std::time::Duration::from_millis(5),
+        ..Limits::default()
+    });
+    // One tick of slack: a deadline of N ticks can fire up to one tick early.
+    assert_eq!(sandbox.deadline_ticks(None), 6);
+    assert_eq!(sandbox.deadline_ticks(Some(2)), 3);
+    assert_eq!(
+        sandbox.deadline_ticks(Some(50)),
+        6,
+        "capped by the publisher"
+    );
+}

@@ -356,3 +356,29 @@ fn a_provider_cannot_sleep_on_a_server_thread() {
         response.set_cookie("ts-ec")
     );
 }
+
+#[test]
+fn a_providers_own_call_budget_cuts_it_off_before_the_publisher_cap() {
+    // The publisher allows 1000 ms (the test config); the provider asks for 1 ms and then loops.
+    let server = Server::start(
+        "budget",
+        &declared_config("mode = \"loop\"\ncall_budget_ms = 1", ""),
+    );
+    let started = Instant::now();
+    let response = server.get("/", &[("User-Agent", BROWSER_UA)]);
+    let elapsed = started.elapsed();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.set_cookie("ts-ec"), None);
+    assert!(
+        elapsed < Duration::from_millis(500),
+        "cut off at its own budget, not the 1000 ms cap: {elapsed:?}"
+    );
+    let metrics = server.get("/_ts/metrics", &[]);
+    assert!(
+        metrics
+            .body
+            .contains("provider=\"hostile\",reason=\"deadline\"} 1"),
+        "{}",
+        metrics.body
+    );
+}
