@@ -2,6 +2,7 @@
 //! (or Redis) server, plus what is specific to each backend.
 
 mod contract;
+mod lifecycle;
 mod redb;
 mod server;
 mod valkey;
