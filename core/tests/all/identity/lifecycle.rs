@@ -564,3 +564,18 @@ fn expired_tombstone_no_longer_blocks_an_add_only_create() {
     assert!(matches!(decision.identity, IdentityOutcome::Created));
     assert_eq!(store.writes().last(), Some(&WriteMode::AddOnly));
 }
+
+#[test]
+fn non_page_request_never_touches_the_store() {
+    let store = MemoryStore::at(NOW);
+    store.put(&identity_key(KEPT), &live_record(None));
+    let view = with_cookie("").header("sec-gpc", "1").path("/app.js");
+    let outcome = run(&store, &view, &mut Mock::standard(Some("US"), None));
+    assert!(outcome.decision.is_none());
+    assert_eq!(outcome.response.set_cookie, None);
+    assert!(store.writes().is_empty());
+    assert!(matches!(
+        store.record(&identity_key(KEPT)),
+        Some(IdentityRecord::Live(_))
+    ));
+}
