@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{IdentityRecord, LiveIdentity, RecordError, StoredConsent, Tombstone};
-use super::retry::{CasError, CasStep, compare_and_swap};
-use super::store::{Generation, IdentityStore, StoreError, WriteMode};
+use super::retry::{CasError, CasStep, compare_and_swap_from};
+use super::store::{Generation, IdentityStore, StoreError, Versioned, WriteMode};
 use super::{Identity, IdentityOutcome};
 
 /// Why a lifecycle store operation failed.
@@ -87,8 +87,9 @@ pub fn withdraw(identity: &Identity<'_>, key: &str, now: u64) -> Result<(), Iden
 /// consent with `own_consent` when its fingerprint differs (compare-and-swap). `own_consent` is
 /// the consent the request itself carried (never one read back from the store).
 ///
-/// `expect_absent` (a freshly minted value) tries the add-only write before reading, saving a
-/// round trip in the common case.
+/// `expect_absent` (a freshly minted value) tries the add-only write before reading, and
+/// `prefetched` (the entry the pipeline already read for the consent fallback) replaces the
+/// first read: each saves a round trip in the common case.
 ///
 /// # Errors
 /// [`IdentityError`]: the store failed, the stored record is unreadable, or every
@@ -101,6 +102,7 @@ pub fn ensure_live(
     max_age_secs: u64,
     now: u64,
     expect_absent: bool,
+    prefetched: Option<Option<Versioned>>,
 ) -> Result<IdentityOutcome, IdentityError> {
     let ttl = |created: u64| {
         Some(Duration::from_secs(
@@ -121,11 +123,12 @@ pub fn ensure_live(
             Err(error) => return Err(error.into()),
         }
     }
-    let outcome = compare_and_swap(
+    let outcome = compare_and_swap_from(
         identity.store,
         key,
         &identity.settings.retry,
         identity.backoff,
+        prefetched,
         |current| {
             let Some(current) = current else {
                 return Ok(CasStep::Write(

@@ -26,7 +26,9 @@ pub use record::{
     ConsentSummary, IdentityRecord, LiveIdentity, PartnerId, RECORD_VERSION, RecordError,
     StoredConsent, StoredSignals, Tombstone,
 };
-pub use retry::{Backoff, CasError, CasStep, NoBackoff, RetryPolicy, compare_and_swap};
+pub use retry::{
+    Backoff, CasError, CasStep, NoBackoff, RetryPolicy, compare_and_swap, compare_and_swap_from,
+};
 pub use store::{Generation, IdentityStore, StoreError, Versioned, WriteMode};
 
 /// The default tombstone time (`store.tombstone_secs`): 30 days.

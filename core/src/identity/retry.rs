@@ -101,6 +101,22 @@ pub fn compare_and_swap<T, E>(
     key: &str,
     policy: &RetryPolicy,
     backoff: &mut dyn Backoff,
+    step: impl FnMut(Option<&Versioned>) -> Result<CasStep<T>, E>,
+) -> Result<T, CasError<E>> {
+    compare_and_swap_from(store, key, policy, backoff, None, step)
+}
+
+/// [`compare_and_swap`] whose first attempt uses `first_read` (`Some(None)`: the key was read as
+/// absent) instead of reading again; later attempts read.
+///
+/// # Errors
+/// As [`compare_and_swap`].
+pub fn compare_and_swap_from<T, E>(
+    store: &dyn IdentityStore,
+    key: &str,
+    policy: &RetryPolicy,
+    backoff: &mut dyn Backoff,
+    mut first_read: Option<Option<Versioned>>,
     mut step: impl FnMut(Option<&Versioned>) -> Result<CasStep<T>, E>,
 ) -> Result<T, CasError<E>> {
     let attempts = policy.max_attempts.max(1);
@@ -108,7 +124,10 @@ pub fn compare_and_swap<T, E>(
         if attempt > 1 {
             backoff.pause(policy.delay_cap(attempt - 1));
         }
-        let current = store.get(key)?;
+        let current = match first_read.take() {
+            Some(read) => read,
+            None => store.get(key)?,
+        };
         let (value, ttl, report) = match step(current.as_ref()).map_err(CasError::Step)? {
             CasStep::Leave(report) => return Ok(report),
             CasStep::Write(value, ttl, report) => (value, ttl, report),

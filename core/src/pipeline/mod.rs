@@ -55,7 +55,8 @@ use crate::consent::{
 };
 use crate::identity::record::has_no_signals;
 use crate::identity::{
-    Identity, IdentityOutcome, IdentityRecord, LiveIdentity, StoredConsent, identity_key, lifecycle,
+    Identity, IdentityError, IdentityOutcome, IdentityRecord, LiveIdentity, StoredConsent,
+    identity_key, lifecycle,
 };
 use crate::policy::{
     DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, PolicyError,
@@ -414,27 +415,37 @@ impl<'p> PagePipeline<'p> {
         let mut consent = self.consent_context(request, clock);
         let own_signals = !has_no_signals(consent.raw());
         let mut consent_from_store = false;
+        // The cookie's entry as read for the fallback, reused by the keep step.
+        let mut prefetched = None;
         if let (Some(identity), Some(key), false) = (&identity, &key, own_signals) {
-            match lifecycle::load(identity.store, key) {
-                Ok(Some((IdentityRecord::Live(live), _))) => {
-                    if let Some(stored) = live.consent {
-                        let restored = ConsentContext::from_raw(
-                            &self.consent,
-                            RawSignals::from(&stored.signals),
-                            JurisdictionFacts::default(),
-                            now,
-                        );
-                        // Never across a withdrawal, even one stored by an older version.
-                        if !restored.is_explicit_withdrawal() {
-                            consent = restored;
-                            consent_from_store = true;
+            match identity.store.get(key) {
+                Ok(read) => {
+                    match read.as_ref().map(|v| IdentityRecord::decode(&v.value)) {
+                        Some(Ok(IdentityRecord::Live(live))) => {
+                            if let Some(stored) = live.consent {
+                                let restored = ConsentContext::from_raw(
+                                    &self.consent,
+                                    RawSignals::from(&stored.signals),
+                                    JurisdictionFacts::default(),
+                                    now,
+                                );
+                                // Never across a withdrawal, even one stored by an older version.
+                                if !restored.is_explicit_withdrawal() {
+                                    consent = restored;
+                                    consent_from_store = true;
+                                }
+                            }
+                        }
+                        // A tombstone has no consent; an absent record has none either.
+                        Some(Ok(IdentityRecord::Tombstone(_))) | None => {}
+                        // Fail closed: decided on the request's own (absent) signals.
+                        Some(Err(error)) => {
+                            identity_outcome = IdentityError::Record(error).into_outcome();
                         }
                     }
+                    prefetched = Some(read);
                 }
-                // A tombstone has no consent; an absent record has none either.
-                Ok(Some((IdentityRecord::Tombstone(_), _)) | None) => {}
-                // Decided on the request's own (absent) signals: fail closed.
-                Err(error) => identity_outcome = error.into_outcome(),
+                Err(error) => identity_outcome = IdentityError::Store(error).into_outcome(),
             }
         }
         let signals = consent.signals();
@@ -562,6 +573,11 @@ impl<'p> PagePipeline<'p> {
                 self.cookie.max_age_secs,
                 now,
                 minted,
+                if current.as_deref() == Some(value.as_str()) {
+                    prefetched
+                } else {
+                    None
+                },
             ) {
                 Ok(outcome) => outcome,
                 Err(error) => error.into_outcome(),

@@ -360,6 +360,8 @@ fn cookie_without_signals_falls_back_to_the_stored_consent() {
         store.writes().is_empty(),
         "a restored consent is not written back"
     );
+    assert!(matches!(decision.identity, IdentityOutcome::Existing));
+    assert_eq!(store.reads(), 1, "the keep step reuses the fallback's read");
 
     // Without the stored consent the same request is not permitted.
     let empty = MemoryStore::at(NOW);
@@ -393,6 +395,18 @@ fn no_consent_fallback_across_a_withdrawal() {
         store.record(&identity_key(KEPT)),
         Some(IdentityRecord::Tombstone(Tombstone { withdrawn: NOW - 5 }))
     );
+
+    // Where the tombstoned cookie is permitted without consent (US), keeping it revives the
+    // record through compare-and-swap on the generation the fallback read.
+    let outcome = run(
+        &store,
+        &with_cookie(""),
+        &mut Mock::standard(Some("US"), None),
+    );
+    let decision = outcome.decision.expect("page");
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::Keep(KEPT.into()));
+    assert!(matches!(decision.identity, IdentityOutcome::Revived));
+    assert!(matches!(store.writes()[..], [WriteMode::IfGeneration(_)]));
 
     // A stored consent that is itself a withdrawal (TCF refusing purpose 1) is not used either.
     let store = MemoryStore::at(NOW);

@@ -26,6 +26,7 @@ struct State {
     /// Conditional writes that lose to a simulated concurrent writer before one may land.
     races: u32,
     writes: Vec<WriteMode>,
+    reads: usize,
 }
 
 #[derive(Default)]
@@ -66,6 +67,11 @@ impl MemoryStore {
     /// The next `n` conditional writes find the entry changed by another writer.
     pub fn race(&self, n: u32) {
         self.lock().races = n;
+    }
+
+    /// How many `get` calls were made.
+    pub fn reads(&self) -> usize {
+        self.lock().reads
     }
 
     /// Every write attempted (including refused ones), in order.
@@ -118,7 +124,8 @@ fn live(entry: Option<&Entry>, now: u64) -> Option<&Entry> {
 
 impl IdentityStore for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let state = self.lock();
+        let mut state = self.lock();
+        state.reads += 1;
         if state.unavailable {
             return Err(StoreError::Unavailable {
                 store: "memory",
