@@ -82,28 +82,47 @@ pub fn withdraw(identity: &Identity<'_>, key: &str, now: u64) -> Result<(), Iden
     Ok(())
 }
 
-/// Makes sure a live record exists for `key`: creates `fresh` when there is none (add-only),
-/// revives a tombstone with `fresh` (compare-and-swap), and otherwise replaces the stored
-/// consent with `own_consent` when its fingerprint differs (compare-and-swap). `own_consent` is
-/// the consent the request itself carried (never one read back from the store).
-///
-/// `expect_absent` (a freshly minted value) tries the add-only write before reading, and
-/// `prefetched` (the entry the pipeline already read for the consent fallback) replaces the
-/// first read: each saves a round trip in the common case.
+/// What [`ensure_live`] works on.
+#[derive(Debug)]
+pub struct EnsureLive<'r> {
+    /// The store key ([`super::identity_key`]).
+    pub key: &'r str,
+    /// The record to create when there is none or only a tombstone.
+    pub fresh: &'r LiveIdentity,
+    /// The consent the request itself carried (never one read back from the store).
+    pub own_consent: Option<&'r StoredConsent>,
+    /// `ec.max_age_secs`: a live record expires with its cookie.
+    pub max_age_secs: u64,
+    /// Now, in Unix seconds.
+    pub now: u64,
+    /// A freshly minted value: try the add-only write before reading.
+    pub expect_absent: bool,
+    /// The entry already read for this key (`Some(None)`: read as absent), used instead of
+    /// the first read.
+    pub prefetched: Option<Option<Versioned>>,
+}
+
+/// Makes sure a live record exists for `request.key`: creates `fresh` when there is none
+/// (add-only), revives a tombstone with `fresh` (compare-and-swap), and otherwise replaces the
+/// stored consent with `own_consent` when its fingerprint differs (compare-and-swap).
+/// `expect_absent` and `prefetched` each save a store round trip in the common case.
 ///
 /// # Errors
 /// [`IdentityError`]: the store failed, the stored record is unreadable, or every
 /// compare-and-swap attempt lost a race.
 pub fn ensure_live(
     identity: &mut Identity<'_>,
-    key: &str,
-    fresh: &LiveIdentity,
-    own_consent: Option<&StoredConsent>,
-    max_age_secs: u64,
-    now: u64,
-    expect_absent: bool,
-    prefetched: Option<Option<Versioned>>,
+    request: EnsureLive<'_>,
 ) -> Result<IdentityOutcome, IdentityError> {
+    let EnsureLive {
+        key,
+        fresh,
+        own_consent,
+        max_age_secs,
+        now,
+        expect_absent,
+        prefetched,
+    } = request;
     let ttl = |created: u64| {
         Some(Duration::from_secs(
             created

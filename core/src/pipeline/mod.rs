@@ -565,18 +565,21 @@ impl<'p> PagePipeline<'p> {
                 device: device.class,
                 partners: Default::default(),
             };
+            let key = identity_key(value);
             identity_outcome = match lifecycle::ensure_live(
                 identity,
-                &identity_key(value),
-                &fresh,
-                own_consent.as_ref(),
-                self.cookie.max_age_secs,
-                now,
-                minted,
-                if current.as_deref() == Some(value.as_str()) {
-                    prefetched
-                } else {
-                    None
+                lifecycle::EnsureLive {
+                    key: &key,
+                    fresh: &fresh,
+                    own_consent: own_consent.as_ref(),
+                    max_age_secs: self.cookie.max_age_secs,
+                    now,
+                    expect_absent: minted,
+                    prefetched: if current.as_deref() == Some(value.as_str()) {
+                        prefetched
+                    } else {
+                        None
+                    },
                 },
             ) {
                 Ok(outcome) => outcome,
