@@ -14,6 +14,7 @@
 //! same decisions. I/O the core needs is expressed as traits that hosts implement.
 
 pub mod consent;
+pub mod identity;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;

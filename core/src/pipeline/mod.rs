@@ -51,7 +51,12 @@ pub use crate::provider::{
 };
 
 use crate::consent::{
-    ConsentConfig, ConsentContext, ConsentInput, HeaderLookup, JurisdictionFacts,
+    ConsentConfig, ConsentContext, ConsentInput, HeaderLookup, JurisdictionFacts, RawSignals,
+};
+use crate::identity::record::has_no_signals;
+use crate::identity::{
+    Identity, IdentityError, IdentityOutcome, IdentityRecord, LiveIdentity, StoredConsent,
+    identity_key, lifecycle,
 };
 use crate::policy::{
     DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, PolicyError,
@@ -295,6 +300,43 @@ impl<'p> PagePipeline<'p> {
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
     ) -> RequestOutcome<'p> {
+        self.run_inner(request, clock, providers, None)
+    }
+
+    /// [`PagePipeline::run`] with the Edge Cookie lifecycle applied through an identity store
+    /// (see [`crate::identity`] and `docs/identity.md`). On a page request, besides what `run`
+    /// does:
+    ///
+    /// - **Consent persistence**: a request with a well-formed Edge Cookie and no consent
+    ///   signal is decided with the consent stored with its record (never a tombstone's, never
+    ///   a stored withdrawal); `decision.consent_from_store` says so.
+    /// - **Withdrawal**: the request's own signals withdraw ([`ConsentContext::is_explicit_withdrawal`])
+    ///   and it carries the cookie → the cookie is expired (`Max-Age=0`, same attributes), the
+    ///   record (with its consent) is replaced by a tombstone, no provider is called.
+    /// - **Mint**: a new value is stored add-only before it is set; a tombstoned key is revived
+    ///   only by compare-and-swap; when the store fails, no cookie and no provider header is set.
+    /// - **Keep**: the record is created if missing, revived if tombstoned, and its consent
+    ///   replaced when the request's own signals have another fingerprint.
+    /// - **Not permitted**: nothing is set and nothing in the store changes.
+    ///
+    /// Store calls are synchronous: call this off the async runtime's workers.
+    pub fn run_with_identity(
+        &self,
+        request: &dyn RequestView,
+        clock: &dyn Clock,
+        providers: &mut dyn ProviderHost,
+        identity: Identity<'_>,
+    ) -> RequestOutcome<'p> {
+        self.run_inner(request, clock, providers, Some(identity))
+    }
+
+    fn run_inner(
+        &self,
+        request: &dyn RequestView,
+        clock: &dyn Clock,
+        providers: &mut dyn ProviderHost,
+        identity: Option<Identity<'_>>,
+    ) -> RequestOutcome<'p> {
         if !is_page_request(request) {
             return RequestOutcome {
                 decision: None,
@@ -306,9 +348,10 @@ impl<'p> PagePipeline<'p> {
                 response: ResponseEdits::default(),
             };
         }
-        let decision = self.decide(request, clock, providers);
+        let decision = self.decide(request, clock, providers, identity);
         let forward = ForwardEdits {
-            strip_edge_cookie: !decision.permissions.contains(self.store_on_device),
+            strip_edge_cookie: !decision.permissions.contains(self.store_on_device)
+                || decision.edge_cookie == EdgeCookieDecision::Withdrawn,
             decision: Some(decision_header(&decision.rule, decision.permissions)),
         };
         let response = ResponseEdits {
@@ -319,12 +362,17 @@ impl<'p> PagePipeline<'p> {
                     self.cookie.domain.as_deref(),
                     self.cookie.max_age_secs,
                 )),
+                EdgeCookieDecision::Withdrawn => Some(expire_cookie_header(
+                    &self.cookie.name,
+                    self.cookie.domain.as_deref(),
+                )),
                 EdgeCookieDecision::NotConfigured
                 | EdgeCookieDecision::NotPermitted
                 | EdgeCookieDecision::Bot
                 | EdgeCookieDecision::Keep(_)
                 | EdgeCookieDecision::NoneFromProvider
-                | EdgeCookieDecision::Failed => None,
+                | EdgeCookieDecision::Failed
+                | EdgeCookieDecision::StoreUnavailable => None,
             },
             headers: decision.provider_headers.clone(),
         };
@@ -355,11 +403,51 @@ impl<'p> PagePipeline<'p> {
         request: &dyn RequestView,
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
+        mut identity: Option<Identity<'_>>,
     ) -> PageDecision<'p> {
         let mut gated = Vec::new();
         let mut failures = Vec::new();
+        let now = clock.now_unix_seconds();
+        let current = self.current_edge_cookie(request);
+        let key = current.as_deref().map(identity_key);
+        let mut identity_outcome = IdentityOutcome::NotUsed;
 
-        let consent = self.consent_context(request, clock);
+        let mut consent = self.consent_context(request, clock);
+        let own_signals = !has_no_signals(consent.raw());
+        let mut consent_from_store = false;
+        // The cookie's entry as read for the fallback, reused by the keep step.
+        let mut prefetched = None;
+        if let (Some(identity), Some(key), false) = (&identity, &key, own_signals) {
+            match identity.store.get(key) {
+                Ok(read) => {
+                    match read.as_ref().map(|v| IdentityRecord::decode(&v.value)) {
+                        Some(Ok(IdentityRecord::Live(live))) => {
+                            if let Some(stored) = live.consent {
+                                let restored = ConsentContext::from_raw(
+                                    &self.consent,
+                                    RawSignals::from(&stored.signals),
+                                    JurisdictionFacts::default(),
+                                    now,
+                                );
+                                // Never across a withdrawal, even one stored by an older version.
+                                if !restored.is_explicit_withdrawal() {
+                                    consent = restored;
+                                    consent_from_store = true;
+                                }
+                            }
+                        }
+                        // A tombstone has no consent; an absent record has none either.
+                        Some(Ok(IdentityRecord::Tombstone(_))) | None => {}
+                        // Fail closed: decided on the request's own (absent) signals.
+                        Some(Err(error)) => {
+                            identity_outcome = IdentityError::Record(error).into_outcome();
+                        }
+                    }
+                    prefetched = Some(read);
+                }
+                Err(error) => identity_outcome = IdentityError::Store(error).into_outcome(),
+            }
+        }
         let signals = consent.signals();
 
         // Geo: gated against the default-country baseline plus the request's signals.
@@ -419,38 +507,93 @@ impl<'p> PagePipeline<'p> {
         let mut dropped_headers = Vec::new();
         let store_on_device = permissions.contains(self.store_on_device);
         let is_bot = device.class == DeviceClass::Bot;
-        let edge_cookie = match gate(providers, ProviderKind::EdgeCookie, request, |required| {
-            store_on_device && permissions.contains_all(required)
-        }) {
-            Gate::NotConfigured => EdgeCookieDecision::NotConfigured,
-            Gate::Refused => {
-                gated.push(ProviderKind::EdgeCookie);
-                EdgeCookieDecision::NotPermitted
+        let withdrawal = own_signals && consent.is_explicit_withdrawal();
+        let edge_cookie = match (&identity, &key) {
+            (Some(identity), Some(key)) if withdrawal => {
+                identity_outcome = match lifecycle::withdraw(identity, key, now) {
+                    Ok(()) => IdentityOutcome::Withdrawn,
+                    Err(error) => error.into_outcome(),
+                };
+                // The browser's copy goes even when the store failed.
+                EdgeCookieDecision::Withdrawn
             }
-            Gate::Permitted(_) if is_bot => EdgeCookieDecision::Bot,
-            Gate::Permitted(evidence) => {
-                let current = self.current_edge_cookie(request);
-                let answer = providers
-                    .generate_edge_cookie(&evidence, current.as_deref())
-                    .and_then(|output| self.check_edge_cookie_output(output));
-                match answer {
-                    Ok((id, kept, dropped)) => {
-                        provider_headers = kept;
-                        dropped_headers = dropped;
-                        match id {
-                            None => EdgeCookieDecision::NoneFromProvider,
-                            Some(id) if current.as_deref() == Some(id.as_str()) => {
-                                EdgeCookieDecision::Keep(id)
+            _ => match gate(providers, ProviderKind::EdgeCookie, request, |required| {
+                store_on_device && permissions.contains_all(required)
+            }) {
+                Gate::NotConfigured => EdgeCookieDecision::NotConfigured,
+                Gate::Refused => {
+                    gated.push(ProviderKind::EdgeCookie);
+                    EdgeCookieDecision::NotPermitted
+                }
+                Gate::Permitted(_) if is_bot => EdgeCookieDecision::Bot,
+                Gate::Permitted(evidence) => {
+                    let answer = providers
+                        .generate_edge_cookie(&evidence, current.as_deref())
+                        .and_then(|output| self.check_edge_cookie_output(output));
+                    match answer {
+                        Ok((id, kept, dropped)) => {
+                            provider_headers = kept;
+                            dropped_headers = dropped;
+                            match id {
+                                None => EdgeCookieDecision::NoneFromProvider,
+                                Some(id) if current.as_deref() == Some(id.as_str()) => {
+                                    EdgeCookieDecision::Keep(id)
+                                }
+                                Some(id) => EdgeCookieDecision::Set(id),
                             }
-                            Some(id) => EdgeCookieDecision::Set(id),
+                        }
+                        Err(failure) => {
+                            failures.push((ProviderKind::EdgeCookie, failure));
+                            EdgeCookieDecision::Failed
                         }
                     }
-                    Err(failure) => {
-                        failures.push((ProviderKind::EdgeCookie, failure));
-                        EdgeCookieDecision::Failed
-                    }
                 }
+            },
+        };
+
+        // Store the identity behind a kept or minted value.
+        if let (Some(identity), EdgeCookieDecision::Keep(value) | EdgeCookieDecision::Set(value)) =
+            (identity.as_mut(), &edge_cookie)
+        {
+            let minted = matches!(edge_cookie, EdgeCookieDecision::Set(_));
+            let own_consent = own_signals.then(|| StoredConsent::from_context(&consent, now));
+            let fresh = LiveIdentity {
+                created: now,
+                consent: own_consent.clone(),
+                country: geo.location().and_then(|l| l.country.clone()),
+                region: geo.location().and_then(|l| l.region.clone()),
+                device: device.class,
+                partners: Default::default(),
+            };
+            let key = identity_key(value);
+            identity_outcome = match lifecycle::ensure_live(
+                identity,
+                lifecycle::EnsureLive {
+                    key: &key,
+                    fresh: &fresh,
+                    own_consent: own_consent.as_ref(),
+                    max_age_secs: self.cookie.max_age_secs,
+                    now,
+                    expect_absent: minted,
+                    prefetched: if current.as_deref() == Some(value.as_str()) {
+                        prefetched
+                    } else {
+                        None
+                    },
+                },
+            ) {
+                Ok(outcome) => outcome,
+                Err(error) => error.into_outcome(),
+            };
+        }
+        let edge_cookie = match (edge_cookie, &identity_outcome) {
+            // A value the store did not record is not set, and neither is anything derived
+            // from it; a kept value stays with the browser either way.
+            (EdgeCookieDecision::Set(_), IdentityOutcome::Failed(_)) => {
+                provider_headers.clear();
+                EdgeCookieDecision::StoreUnavailable
             }
+            (decision, _) => decision,
         };
 
         PageDecision {
@@ -464,6 +607,8 @@ impl<'p> PagePipeline<'p> {
             gated,
             failures,
             consent,
+            consent_from_store,
+            identity: identity_outcome,
         }
     }
 
@@ -605,6 +750,12 @@ pub enum EdgeCookieDecision {
     NoneFromProvider,
     /// The provider failed or its answer was refused; nothing is set.
     Failed,
+    /// The provider minted a value but the identity store could not record it; nothing is set
+    /// ([`PagePipeline::run_with_identity`] only).
+    StoreUnavailable,
+    /// The visitor withdrew: the cookie is expired and the identity tombstoned
+    /// ([`PagePipeline::run_with_identity`] only).
+    Withdrawn,
 }
 
 /// Everything decided for one page request.
@@ -634,6 +785,12 @@ pub struct PageDecision<'p> {
     /// partners (`gdpr_applies`, US Privacy, TCF), persistence (`fingerprint`) and the host's log
     /// of ignored signals (`warnings`).
     pub consent: ConsentContext,
+    /// The request carried no consent signal and `consent` is the one stored with its Edge
+    /// Cookie's record ([`PagePipeline::run_with_identity`] only).
+    pub consent_from_store: bool,
+    /// What the lifecycle did with the identity store ([`IdentityOutcome::NotUsed`] from
+    /// [`PagePipeline::run`]).
+    pub identity: IdentityOutcome,
 }
 
 impl fmt::Display for PageDecision<'_> {
@@ -656,6 +813,8 @@ impl fmt::Display for PageDecision<'_> {
                 EdgeCookieDecision::Set(_) => "set",
                 EdgeCookieDecision::NoneFromProvider => "none from provider",
                 EdgeCookieDecision::Failed => "failed",
+                EdgeCookieDecision::StoreUnavailable => "not set: store unavailable",
+                EdgeCookieDecision::Withdrawn => "withdrawn",
             }
         )
     }

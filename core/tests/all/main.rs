@@ -1,6 +1,7 @@
 //! The core's integration tests: one binary, one module per area.
 
 mod consent;
+mod identity;
 mod pipeline;
 mod policy;
 mod provider_manifest;

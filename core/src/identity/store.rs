@@ -1,0 +1,149 @@
+//! The identity store contract: a small synchronous key-value trait with generations for
+//! compare-and-swap and a per-entry time to live. Hosts implement it (embedded redb, Valkey,
+//! Fastly KV, wasi:keyvalue); the core only calls it.
+//!
+//! Contract every backend keeps (the shared suite in `host/store` checks it):
+//! - [`IdentityStore::get`] never returns an expired entry.
+//! - Every successful write returns a [`Generation`] never returned before for that key, even
+//!   after the key was deleted and written again, so a stale compare-and-swap can never succeed
+//!   (no ABA).
+//! - [`WriteMode::AddOnly`] succeeds for exactly one of any number of concurrent writers of an
+//!   absent key; [`WriteMode::IfGeneration`] succeeds only while the entry still has that
+//!   generation (an absent or expired entry fails with [`StoreError::GenerationMismatch`]).
+//! - A write that returned `Ok` is durable as far as the backend can make it so.
+//!
+//! Keys are visitor identifiers, so no error message ever includes one.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// The version of a stored entry. Opaque: only compared for equality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Generation(u64);
+
+impl Generation {
+    /// Wraps a backend's generation counter.
+    #[must_use]
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The backend's counter value.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Generation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// An entry as read: its bytes and its generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// The generation to pass to [`WriteMode::IfGeneration`].
+    pub generation: Generation,
+}
+
+/// How [`IdentityStore::insert`] treats an existing entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Write only when no (unexpired) entry exists, else [`StoreError::AlreadyExists`].
+    AddOnly,
+    /// Write whatever exists.
+    Overwrite,
+    /// Write only when the entry exists with this generation, else
+    /// [`StoreError::GenerationMismatch`].
+    IfGeneration(Generation),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// [`WriteMode::AddOnly`] found an entry.
+    #[error("insert refused: an entry already exists for the key")]
+    AlreadyExists,
+    /// [`WriteMode::IfGeneration`] found another generation, or no entry.
+    #[error("compare-and-swap refused: the entry changed since it was read")]
+    GenerationMismatch,
+    /// The backend could not be reached or failed (I/O, timeout, connection refused).
+    #[error("identity store `{store}` is unavailable")]
+    Unavailable {
+        /// The backend's name (`redb`, `valkey`, ...).
+        store: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// The backend holds bytes it cannot read (its own framing, not the record inside).
+    #[error("identity store `{store}` holds a malformed entry: {reason}")]
+    Malformed {
+        /// The backend's name.
+        store: &'static str,
+        /// What is wrong, without the key or the value.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether a compare-and-swap loop should read again and retry.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::AlreadyExists | Self::GenerationMismatch)
+    }
+}
+
+/// The identity store. Synchronous: hosts call the page pipeline off their async workers (a
+/// blocking pool), and Fastly KV and wasi:keyvalue are synchronous too.
+pub trait IdentityStore: Send + Sync {
+    /// The unexpired entry for `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Malformed`].
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+
+    /// Writes `value` for `key` as `mode` allows, expiring after `ttl` (never when `None`).
+    /// Returns the new generation.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`] or [`StoreError::GenerationMismatch`] when `mode` refuses,
+    /// [`StoreError::Unavailable`] when the backend fails.
+    fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> Result<Generation, StoreError>;
+
+    /// Deletes the entry for `key`; deleting an absent key succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+impl<S: IdentityStore + ?Sized> IdentityStore for &S {
+    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        (**self).get(key)
+    }
+    fn insert(
+        &self,
+        key: &str,
+        value: &[u8],
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> Result<Generation, StoreError> {
+        (**self).insert(key, value, mode, ttl)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        (**self).delete(key)
+    }
+}
