@@ -8,4 +8,4 @@ mod geo_failure;
 mod jurisdiction;
 mod provider_headers;
 mod robustness;
-mod support;
+pub(crate) mod support;
