@@ -42,7 +42,8 @@ pub use input::{
     MAX_EID_LEN, MAX_EIDS, MAX_FLOOR, MAX_INPUT_BYTES, MAX_SIZES, MAX_URL_LEN, MediaType,
 };
 pub use winners::{
-    AuctionResult, BidderError, BidderOutcome, BidderReport, BidderStatus, RejectedBid, Winner,
+    AuctionResult, BidderError, BidderOutcome, BidderReport, BidderStatus, MAX_BID_PRICE,
+    RejectedBid, Winner,
 };
 
 use crate::consent::{ConsentConfig, ConsentContext, CookieNames};
@@ -305,19 +306,15 @@ impl Auction {
                     .unwrap_or(&input.domain);
                 eids.push(build::edge_cookie_eid(source, id));
             }
-            eids.extend(
-                input
-                    .eids
-                    .iter()
-                    .filter(|e| self.config.allowed_eid_sources.contains(&e.source))
-                    .filter(|e| {
-                        !eids
-                            .iter()
-                            .any(|k: &crate::openrtb::Eid| k.source == e.source)
-                    })
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
+            // Allowed sources only; the first EID per source, and never the Edge Cookie's
+            // source, so a page cannot replace or shadow the Edge Cookie.
+            for eid in &input.eids {
+                if self.config.allowed_eid_sources.contains(&eid.source)
+                    && !eids.iter().any(|kept| kept.source == eid.source)
+                {
+                    eids.push(eid.clone());
+                }
+            }
         }
         let shared = Shared {
             request_id: ctx.request_id,

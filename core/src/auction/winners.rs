@@ -15,6 +15,9 @@ use crate::openrtb::{Bid, BidResponse, BidResponseError};
 
 use super::input::AuctionInput;
 
+/// The highest CPM accepted from a bidder (the same bound as a page's floor).
+pub const MAX_BID_PRICE: f64 = super::input::MAX_FLOOR;
+
 /// What the host observed for one bidder's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BidderOutcome<'a> {
@@ -105,6 +108,9 @@ pub enum RejectedBid {
     NonPositivePrice,
     /// The price is below the ad unit's floor.
     BelowFloor,
+    /// The price is over [`MAX_BID_PRICE`]: no real CPM is, and one absurd bid must not win
+    /// every ad unit.
+    ImplausiblePrice,
     /// `w`/`h` is not one of the ad unit's sizes (or only one of them is set).
     SizeNotRequested,
     /// Neither `adm` nor `nurl`.
@@ -284,6 +290,9 @@ fn check_bid(input: &AuctionInput, bid: &Bid) -> Result<usize, RejectedBid> {
     let unit = &input.ad_units[unit_index];
     if bid.price.is_nan() || bid.price <= 0.0 {
         return Err(RejectedBid::NonPositivePrice);
+    }
+    if bid.price > MAX_BID_PRICE {
+        return Err(RejectedBid::ImplausiblePrice);
     }
     if unit.floor.is_some_and(|floor| bid.price < floor) {
         return Err(RejectedBid::BelowFloor);

@@ -257,3 +257,58 @@ fn absent_fields_are_absent_never_null() {
         }
     }
 }
+
+#[test]
+fn a_client_eid_cannot_replace_the_edge_cookie_and_repeated_sources_are_sent_once() {
+    let mut config = super::support::config();
+    config.allowed_eid_sources = vec!["id5-sync.com".into(), "news.example".into()];
+    let auction = super::support::auction_with(config);
+    let input = gatehouse_core::auction::AuctionInput::from_value(&json!({
+        "page_url": "https://news.example/",
+        "ad_units": [{"code": "a", "media_type": "banner", "sizes": [[300, 250]]}],
+        "eids": [
+            {"source": "news.example", "uids": [{"id": "spoofed"}]},
+            {"source": "id5-sync.com", "uids": [{"id": "first"}]},
+            {"source": "id5-sync.com", "uids": [{"id": "second"}]}
+        ]
+    }))
+    .expect("valid input");
+    let view = view(&[], &[]);
+    let pipeline = super::support::pipeline("US");
+    let mut providers = super::support::Mock::standard(Some("US"), None);
+    let outcome = pipeline.run_api(&view, &super::support::CLOCK, &mut providers);
+    let decision = outcome.decision.expect("decided");
+    let ctx = gatehouse_core::auction::AuctionContext::from_decision(
+        &decision, "r", "t", None, None, None,
+    );
+    let requests = auction.build_requests(&input, &ctx);
+    let b = body(to(&requests, "alpha"));
+    assert_eq!(
+        b["user"]["eids"],
+        json!([
+            {"source": "news.example", "uids": [{"id": VISITOR_EC, "atype": 1}]},
+            {"source": "id5-sync.com", "uids": [{"id": "first"}]}
+        ])
+    );
+}
+
+#[test]
+fn an_api_request_is_decided_like_a_page_load() {
+    let view = view(&[], &[]);
+    let pipeline = super::support::pipeline("US");
+    let mut providers = super::support::Mock::standard(Some("US"), None);
+    // `run` ignores a POST (not a page load); `run_api` decides it.
+    assert!(
+        pipeline
+            .run(&view, &super::support::CLOCK, &mut providers)
+            .decision
+            .is_none()
+    );
+    let outcome = pipeline.run_api(&view, &super::support::CLOCK, &mut providers);
+    let decision = outcome.decision.expect("decided");
+    assert_eq!(decision.rule.rule_key(), "US");
+    assert!(matches!(
+        decision.edge_cookie,
+        gatehouse_core::pipeline::EdgeCookieDecision::Keep(ref id) if id == VISITOR_EC
+    ));
+}

@@ -107,6 +107,7 @@ fn invalid_bids_are_rejected_one_by_one() {
         bid("1", 0.0, json!({})),
         bid("1", 5.0, json!({"w": 300, "h": 600})),
         bid("1", 5.0, json!({"w": 728})),
+        bid("1", 1e12, json!({})),
         json!({"id": "x", "impid": "1", "price": 5.0}),
         bid("1", 0.3, json!({})),
     ]);
@@ -119,6 +120,7 @@ fn invalid_bids_are_rejected_one_by_one() {
             RejectedBid::NonPositivePrice,
             RejectedBid::SizeNotRequested,
             RejectedBid::SizeNotRequested,
+            RejectedBid::ImplausiblePrice,
             RejectedBid::NoCreative,
         ]
     );
