@@ -81,6 +81,19 @@ pub enum AuctionInputError {
 }
 
 impl AuctionInputError {
+    /// A short stable label per kind of refusal, for the problem `type` and metrics.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "body-too-large",
+            Self::NotJson { .. } => "not-json",
+            Self::Missing { .. } => "missing-field",
+            Self::WrongType { .. } => "wrong-type",
+            Self::UnknownField { .. } => "unknown-field",
+            Self::Invalid { .. } => "invalid-value",
+        }
+    }
+
     /// The JSON path of the offending field (`body` for errors about the whole body).
     #[must_use]
     pub fn field(&self) -> &str {

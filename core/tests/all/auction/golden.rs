@@ -312,3 +312,28 @@ fn an_api_request_is_decided_like_a_page_load() {
         gatehouse_core::pipeline::EdgeCookieDecision::Keep(ref id) if id == VISITOR_EC
     ));
 }
+
+#[test]
+fn a_geo_failure_sends_gdpr_1_as_the_most_regulated_jurisdiction_and_no_country() {
+    let view = view(&[], &[]);
+    let pipeline = super::support::pipeline("US");
+    let mut providers = super::support::Mock::standard(None, None)
+        .with_geo(Err(gatehouse_core::pipeline::ProviderFailure::Deadline));
+    let outcome = pipeline.run_api(&view, &super::support::CLOCK, &mut providers);
+    let decision = outcome.decision.expect("decided");
+    let ctx = gatehouse_core::auction::AuctionContext::from_decision(
+        &decision,
+        "r",
+        "t",
+        None,
+        view.client_ip,
+        None,
+    );
+    let requests = auction().build_requests(&super::support::input(), &ctx);
+    let b = body(to(&requests, "alpha"));
+    assert_eq!(b["regs"]["gdpr"], 1);
+    assert!(b["device"].get("geo").is_none());
+    // Fail-closed: nothing is held without a TCF record, so no identifier and a truncated IP.
+    assert!(b["user"].get("eids").is_none());
+    assert_eq!(b["device"]["ip"], "203.0.113.0");
+}

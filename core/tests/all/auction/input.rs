@@ -33,6 +33,7 @@ fn not_json_and_oversized_bodies_name_the_body() {
     let e = AuctionInput::parse(b"{not json").expect_err("refused");
     assert!(matches!(e, AuctionInputError::NotJson { .. }));
     assert_eq!(e.field(), "body");
+    assert_eq!(e.label(), "not-json");
     let big = vec![b' '; MAX_INPUT_BYTES + 1];
     assert_eq!(
         AuctionInput::parse(&big).expect_err("refused"),
@@ -83,6 +84,7 @@ fn unknown_fields_are_refused_by_path() {
     let e = AuctionInput::from_value(&with(|v| v["ad_units"][1]["flor"] = json!(1)))
         .expect_err("refused");
     assert_eq!(e.to_string(), "`ad_units[1].flor` is not a known field");
+    assert_eq!(e.label(), "unknown-field");
 }
 
 #[test]
