@@ -174,3 +174,20 @@ fn a_tcf_record_that_came_only_in_gpp_is_forwarded_as_user_consent() {
     // Purposes 1 and 4 granted through GPP: identifiers flow to a bidstream partner.
     assert_eq!(b["user"]["eids"][0]["source"], "news.example");
 }
+
+#[test]
+fn on_a_tcf_conflict_user_consent_is_the_record_the_restrictive_resolution_picked() {
+    let standalone = full_consent();
+    let in_gpp = super::support::tc_string(&[2, 7], &[]);
+    let gpp = format!("DBABMA~{in_gpp}");
+    let requests = build(
+        &auction_with(one_bidder(ConsentForwarding::Both, &[])),
+        &view(&[("euconsent-v2", &standalone), ("__gpp", &gpp)], &[]),
+        Some("DE"),
+        None,
+    );
+    let b = body(to(&requests, "alpha"));
+    assert_eq!(b["user"]["consent"], in_gpp.as_str());
+    // The intersection holds neither purpose 1 nor 4: no identifier.
+    assert!(b["user"].get("eids").is_none());
+}
