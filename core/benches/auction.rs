@@ -80,6 +80,16 @@ fn bench_auction(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("auction");
     group.measurement_time(Duration::from_secs(4));
+    // Same-run baseline: only parsing the page's JSON into a `Value` and writing three bodies'
+    // worth of JSON back, the least any implementation does.
+    group.bench_function("baseline/json-round-trip", |b| {
+        b.iter(|| {
+            let value: serde_json::Value = serde_json::from_slice(black_box(INPUT)).expect("json");
+            (0..3)
+                .map(|_| serde_json::to_vec(&value).expect("json").len())
+                .sum::<usize>()
+        });
+    });
     for (label, country, cookie_header) in [
         ("fr-tcf-3-bidders", "FR", Some(cookie.as_str())),
         (

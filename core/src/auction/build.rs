@@ -289,10 +289,15 @@ pub(crate) fn cookie_header(
     let mut out = String::new();
     for pair in cookies.split(';') {
         let pair = pair.trim();
-        let Some((name, _)) = pair.split_once('=') else {
+        let Some((name, value)) = pair.split_once('=') else {
             continue;
         };
         let name = name.trim();
+        // An empty value counts as absent, as consent extraction reads it: the pair forwarded
+        // is the one that was decoded.
+        if value.trim().trim_matches('"').is_empty() {
+            continue;
+        }
         let wanted = (with_consent && consent.cookie_forwardable(names, name))
             || bidder.forward_cookies.iter().any(|n| n == name);
         if !wanted || seen.contains(&name) {

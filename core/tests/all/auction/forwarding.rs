@@ -191,3 +191,18 @@ fn on_a_tcf_conflict_user_consent_is_the_record_the_restrictive_resolution_picke
     // The intersection holds neither purpose 1 nor 4: no identifier.
     assert!(b["user"].get("eids").is_none());
 }
+
+#[test]
+fn an_empty_consent_cookie_before_the_real_one_is_skipped_like_extraction_skips_it() {
+    let tc = full_consent();
+    let requests = build(
+        &auction_with(one_bidder(ConsentForwarding::CookiesOnly, &[])),
+        &view(&[("euconsent-v2", ""), ("euconsent-v2", &tc)], &[]),
+        Some("FR"),
+        None,
+    );
+    assert_eq!(
+        to(&requests, "alpha").cookie.as_deref(),
+        Some(format!("euconsent-v2={tc}").as_str())
+    );
+}
