@@ -187,3 +187,15 @@ fn client_eids_are_validated_by_path() {
         "eids[0].source"
     );
 }
+
+#[test]
+fn any_truncation_of_a_request_is_refused_with_a_field_or_accepted_never_a_panic() {
+    let body = serde_json::to_vec(&input_json()).expect("json");
+    for n in 0..body.len() {
+        match AuctionInput::parse(&body[..n]) {
+            Ok(_) => panic!("a truncated body was accepted at {n}"),
+            Err(e) => assert!(!e.field().is_empty()),
+        }
+    }
+    assert!(AuctionInput::parse(&body).is_ok());
+}

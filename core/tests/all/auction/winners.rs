@@ -235,3 +235,39 @@ fn the_page_response_shape() {
         })
     );
 }
+
+#[test]
+fn any_truncation_or_byte_corruption_of_an_answer_drops_at_most_that_bidder() {
+    let good = response(vec![
+        bid(
+            "1",
+            1.0,
+            json!({"w": 728, "h": 90, "adomain": ["a.example"]}),
+        ),
+        bid("2", 2.0, json!({"nurl": "https://n.example/"})),
+    ]);
+    let other = response(vec![bid("2", 0.75, json!({}))]);
+    let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|n| good[..n].to_vec()).collect();
+    for i in 0..good.len() {
+        for replacement in [b'"', b'{', b']', b'0', 0xff, b'\\'] {
+            let mut corrupt = good.clone();
+            corrupt[i] = replacement;
+            cases.push(corrupt);
+        }
+    }
+    for case in &cases {
+        let result = run(&[ok(case), NO_BID, ok(&other)]);
+        // The other bidder's bid is always there; the corrupted bidder never panics the auction
+        // and, when it is not dropped, only its valid bids count.
+        assert_eq!(result.bidders[2].status, BidderStatus::Bid);
+        assert!(
+            result
+                .winners
+                .iter()
+                .any(|w| w.bidder == "gamma" || w.ad_unit == "side")
+        );
+        for w in &result.winners {
+            assert!(w.price > 0.0 && w.price <= gatehouse_core::auction::MAX_BID_PRICE);
+        }
+    }
+}
