@@ -8,13 +8,18 @@
 //!   edits to the forwarded request and the response out.
 //! - [`consent`] decodes the consent signals themselves (TCF v2, GPP, US Privacy, GPC, Google AC)
 //!   and builds the per-request consent context.
+//! - [`auction`] builds one OpenRTB 2.6 bid request per bidder from the page's ad units and the
+//!   request's consent and permissions, and chooses the winners from the answers ([`openrtb`]
+//!   holds the wire types).
 //!
 //! This crate must never perform I/O, spawn threads or depend on an async runtime or wasmtime: it
 //! builds for `wasm32-wasip1`/`wasm32-wasip2` so every host (standalone, Fastly, Spin) runs the
 //! same decisions. I/O the core needs is expressed as traits that hosts implement.
 
+pub mod auction;
 pub mod consent;
 pub mod identity;
+pub mod openrtb;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;

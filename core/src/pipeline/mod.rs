@@ -348,7 +348,24 @@ impl<'p> PagePipeline<'p> {
                 response: ResponseEdits::default(),
             };
         }
-        let decision = self.decide(request, clock, providers, identity);
+        self.outcome(self.decide(request, clock, providers, identity))
+    }
+
+    /// Runs the pipeline for a request to one of Gatehouse's own APIs (the auction endpoint),
+    /// whatever [`is_page_request`] says: the same decision as a page load (consent, geo,
+    /// permissions, device, Edge Cookie), so an API never decides differently from the page.
+    /// Apply `outcome.response` to the API's response like a page's (it may set the Edge
+    /// Cookie); `outcome.forward` is for proxied requests and does not apply.
+    pub fn run_api(
+        &self,
+        request: &dyn RequestView,
+        clock: &dyn Clock,
+        providers: &mut dyn ProviderHost,
+    ) -> RequestOutcome<'p> {
+        self.outcome(self.decide(request, clock, providers, None))
+    }
+
+    fn outcome(&self, decision: PageDecision<'p>) -> RequestOutcome<'p> {
         let forward = ForwardEdits {
             strip_edge_cookie: !decision.permissions.contains(self.store_on_device)
                 || decision.edge_cookie == EdgeCookieDecision::Withdrawn,

@@ -1,5 +1,6 @@
 //! The core's integration tests: one binary, one module per area.
 
+mod auction;
 mod consent;
 mod identity;
 mod pipeline;

@@ -252,13 +252,18 @@ pub fn run(
 /// A TCF v2 core string (base64url) consenting to `purposes` and opting in to `special_features`,
 /// last updated a day before [`NOW`]. Built from the TCF v2.2 core-segment bit layout.
 pub fn tc_string(purposes: &[u8], special_features: &[u8]) -> String {
+    tc_string_updated_at(purposes, special_features, NOW - 86_400)
+}
+
+/// As [`tc_string`], last updated at `updated_unix` (seconds since the epoch).
+pub fn tc_string_updated_at(purposes: &[u8], special_features: &[u8], updated_unix: u64) -> String {
     let mut bits = String::new();
     let mut push = |value: u64, width: usize| {
         for i in (0..width).rev() {
             bits.push(if value >> i & 1 == 1 { '1' } else { '0' });
         }
     };
-    let updated_ds = (NOW - 86_400) * 10;
+    let updated_ds = updated_unix * 10;
     push(2, 6); // version
     push(updated_ds, 36); // created
     push(updated_ds, 36); // last updated
