@@ -129,7 +129,7 @@ impl ForwardedConsent {
         (name == names.tc_string && self.tc_cookie)
             || (name == names.gpp && self.gpp_cookie)
             || (name == names.gpp_sid && self.gpp_sid_cookie)
-            || (name == names.us_privacy && self.us_privacy_cookie)
+            || (names.us_privacy.iter().any(|n| n == name) && self.us_privacy_cookie)
             || (name == names.additional_consent && self.ac_cookie)
     }
 }

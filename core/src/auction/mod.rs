@@ -112,7 +112,9 @@ impl<'a> AuctionContext<'a> {
                 | EdgeCookieDecision::NotPermitted
                 | EdgeCookieDecision::Bot
                 | EdgeCookieDecision::NoneFromProvider
-                | EdgeCookieDecision::Failed => None,
+                | EdgeCookieDecision::Failed
+                | EdgeCookieDecision::Withdrawn
+                | EdgeCookieDecision::StoreUnavailable => None,
             },
             user_agent,
             client_ip,
@@ -215,13 +217,15 @@ impl Auction {
             source.make_ascii_lowercase();
         }
         let names = &consent.cookie_names;
-        let consent_cookies = [
+        let consent_cookies: Vec<&str> = [
             names.tc_string.as_str(),
             names.gpp.as_str(),
             names.gpp_sid.as_str(),
-            names.us_privacy.as_str(),
             names.additional_consent.as_str(),
-        ];
+        ]
+        .into_iter()
+        .chain(names.us_privacy.iter().map(String::as_str))
+        .collect();
         for (i, bidder) in config.bidders.iter().enumerate() {
             let key = |field: &str| format!("auction.bidders[{i}].{field}");
             if !is_bidder_name(&bidder.name) {

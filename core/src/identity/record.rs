@@ -151,6 +151,7 @@ impl From<&StoredSignals> for RawSignals {
             us_privacy: stored.us_privacy.clone(),
             additional_consent: stored.additional_consent.clone(),
             gpc: stored.gpc,
+            ..RawSignals::default()
         }
     }
 }

@@ -9,6 +9,7 @@ fn signal_cases() -> Vec<Signals> {
         purpose_consents: (1 << 11) - 1,
         purpose_li: (1 << 11) - 1,
         special_feature_optins: 0b11,
+        ..TcfSignal::default()
     };
     vec![
         Signals::default(),

@@ -1,7 +1,7 @@
 //! `provider_gate`: the one decision of whether a provider is called, shared by the request path
 //! and `permissions explain --config`.
 
-use gatehouse_core::edge::ProviderKind;
+use gatehouse_core::provider::ProviderKind;
 use gatehouse_core::policy::{
     ConfiguredProvider, GateBasis, GatePermissions, PermissionSet, Signals, provider_gate,
 };
