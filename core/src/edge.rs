@@ -15,31 +15,9 @@
 use crate::policy::{DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, Signals};
 
 pub use crate::provider::{
-    Classification, DeviceClass, EcOutput, Location, ProviderFailure, ProviderKind,
+    Classification, DeviceClass, EcOutput, Evidence, Location, ProviderFailure, ProviderHost,
+    ProviderKind, RequestView,
 };
-
-/// How a host runs providers. Each method is called at most once per request, and only when the
-/// configured provider's required permissions are held.
-pub trait ProviderHost {
-    /// The permissions the configured provider of `kind` requires, or `None` when the deployment
-    /// configures no provider of that kind.
-    fn requirements(&self, kind: ProviderKind) -> Option<PermissionSet>;
-    /// Runs the geo provider.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues with `default_country`.
-    fn locate(&mut self) -> Result<Location, ProviderFailure>;
-    /// Runs the device provider.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues with an `unknown` device.
-    fn classify(&mut self) -> Result<Classification, ProviderFailure>;
-    /// Runs the Edge Cookie provider with the request's current cookie value.
-    ///
-    /// # Errors
-    /// Any [`ProviderFailure`]; the request continues without an Edge Cookie.
-    fn generate_edge_cookie(&mut self, current: Option<&str>) -> Result<EcOutput, ProviderFailure>;
-}
 
 /// Deployment settings the Edge Cookie decision needs; built once at startup.
 #[derive(Clone, Debug)]
@@ -117,19 +95,25 @@ pub fn decide<'p>(
     signals: &Signals,
     ec_rules: &EdgeCookieRules,
     current_ec: Option<&str>,
+    request: &dyn RequestView,
     host: &mut dyn ProviderHost,
 ) -> Decision<'p> {
+    // Each provider's evidence holds exactly what its manifest declared.
+    let gate = |host: &dyn ProviderHost, kind| {
+        host.spec(kind)
+            .map(|spec| (spec.required, Evidence::collect(&spec.reads, request)))
+    };
     let mut gated = Vec::new();
     let mut failures = Vec::new();
 
     // Geo: gated against the default-country baseline plus the request's signals.
     let mut location = Location::default();
-    if let Some(required) = host.requirements(ProviderKind::Geo) {
+    if let Some((required, evidence)) = gate(host, ProviderKind::Geo) {
         let baseline = policy
             .match_jurisdiction(None, None, default_country)
             .resolve(signals);
         if baseline.contains_all(required) {
-            match host.locate() {
+            match host.locate(&evidence) {
                 Ok(found) => location = found,
                 Err(failure) => failures.push((ProviderKind::Geo, failure)),
             }
@@ -146,9 +130,9 @@ pub fn decide<'p>(
     let permissions = rule.resolve(signals);
 
     let mut device = Classification::default();
-    if let Some(required) = host.requirements(ProviderKind::Device) {
+    if let Some((required, evidence)) = gate(host, ProviderKind::Device) {
         if permissions.contains_all(required) {
-            match host.classify() {
+            match host.classify(&evidence) {
                 Ok(found) => device = found,
                 Err(failure) => failures.push((ProviderKind::Device, failure)),
             }
@@ -158,9 +142,9 @@ pub fn decide<'p>(
     }
 
     let mut headers = Vec::new();
-    let edge_cookie = match host.requirements(ProviderKind::EdgeCookie) {
+    let edge_cookie = match gate(host, ProviderKind::EdgeCookie) {
         None => EdgeCookieDecision::NotConfigured,
-        Some(required) => {
+        Some((required, evidence)) => {
             if !permissions.contains(ec_rules.store_on_device)
                 || !permissions.contains_all(required)
             {
@@ -170,7 +154,7 @@ pub fn decide<'p>(
                 EdgeCookieDecision::Bot
             } else {
                 match host
-                    .generate_edge_cookie(current_ec)
+                    .generate_edge_cookie(&evidence, current_ec)
                     .and_then(|output| validate_output(output, &ec_rules.allowed_headers))
                 {
                     Ok((id, allowed)) => {

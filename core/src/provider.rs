@@ -11,6 +11,8 @@
 //!
 //! This module must never perform I/O or read a clock.
 
+pub mod manifest;
+
 use std::net::IpAddr;
 
 use crate::policy::PermissionSet;
@@ -106,6 +108,9 @@ pub enum ProviderFailure {
     /// The provider returned a value the host rejects (e.g. an Edge Cookie value with `;`).
     #[error("invalid output: {0}")]
     InvalidOutput(String),
+    /// The provider called `exit` (WASI `wasi:cli/exit`) with this status.
+    #[error("exited with status {0}")]
+    Exit(i32),
 }
 
 impl ProviderFailure {
@@ -119,6 +124,7 @@ impl ProviderFailure {
             Self::Instantiate(_) => "instantiate",
             Self::Provider(_) => "provider-error",
             Self::InvalidOutput(_) => "invalid-output",
+            Self::Exit(_) => "exit",
         }
     }
 }

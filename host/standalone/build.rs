@@ -8,15 +8,19 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Packages built into components: the bundled providers first, then the test guests.
-const COMPONENTS: &[&str] = &[
+/// `no_std` packages built into components (with the SDK's `rt` feature): the bundled providers
+/// first, then the test guests.
+const NO_STD_COMPONENTS: &[&str] = &[
     "gatehouse-provider-hmac",
     "gatehouse-provider-ua-device",
     "gatehouse-provider-header-geo",
-    "gatehouse-guest-hostile",
     "gatehouse-guest-unknown-permission",
     "gatehouse-guest-transport",
 ];
+
+/// `std` packages. Built by a separate cargo run: features unify across the packages of one run,
+/// and the SDK's `rt` feature (a panic handler and global allocator) must not reach a `std` crate.
+const STD_COMPONENTS: &[&str] = &["gatehouse-guest-hostile"];
 
 fn main() {
     let manifest_dir =
@@ -40,9 +44,16 @@ fn main() {
         .nth(4)
         .map_or_else(|| out_dir.join("components"), |t| t.join("components"));
 
+    for group in [NO_STD_COMPONENTS, STD_COMPONENTS] {
+        build_components(&root, &target_dir, group);
+    }
+}
+
+/// Builds `packages` in one cargo run and exports `GATEHOUSE_COMPONENT_<NAME>` for each.
+fn build_components(root: &std::path::Path, target_dir: &std::path::Path, packages: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "--target",
@@ -51,8 +62,8 @@ fn main() {
             "component",
             "--target-dir",
         ])
-        .arg(&target_dir);
-    for package in COMPONENTS {
+        .arg(target_dir);
+    for package in packages {
         cmd.args(["-p", package]);
     }
     // Flags meant for the host build must not leak into the wasm build.
@@ -80,7 +91,7 @@ fn main() {
             };
         panic!("building the provider components failed:\n{stderr}{hint}");
     }
-    for package in COMPONENTS {
+    for package in packages {
         let file = target_dir
             .join("wasm32-wasip2/component")
             .join(format!("{}.wasm", package.replace('-', "_")));

@@ -27,7 +27,7 @@ fn main() {
         .expect("workspace root");
     for dir in [
         "wit",
-        "providers/rt",
+        "providers/sdk",
         "tests/guests/compose-caller",
         "tests/guests/compose-ec",
         "examples/vendor-rust/src",

@@ -2,3 +2,4 @@
 
 mod consent;
 mod policy;
+mod provider_manifest;

@@ -2,57 +2,49 @@
 //!
 //! Value: `<64 lowercase hex HMAC-SHA256(passphrase, normalized client IP)>.<6 random [A-Za-z0-9]>`.
 //! IPv4 is normalized to dotted decimal; IPv6 to its /64 prefix written as 16 lowercase hex digits.
-//! Reads its passphrase from `wasi:config/store` key `passphrase`; never logs or echoes it.
+//! Reads its passphrase from its setting `passphrase` (refused at load when missing); never logs or
+//! echoes it. Declares exactly one read: `client-ip`.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
-// Allocator, panic handler and `cabi_realloc` for the no_std component.
-use gatehouse_provider_rt as _;
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use gatehouse_provider::edge_cookie::{EcError, EcOutput, EdgeCookieProvider};
+use gatehouse_provider::wasi::random::get_random_bytes;
+use gatehouse_provider::{Evidence, IpAddress, Manifest, Read, Settings};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-// Generated bindings and export glue: the only unsafe code in a provider.
-#[allow(unsafe_code, missing_docs, clippy::all)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "edge-cookie-provider",
-        path: "../../wit",
-        generate_all,
-    });
-    // Exported only on wasm32: the export names contain `:`, which native linkers reject.
-    #[cfg(target_arch = "wasm32")]
-    use super::HmacProvider;
-    #[cfg(target_arch = "wasm32")]
-    export!(HmacProvider with_types_in self);
-}
-
-use bindings::exports::gatehouse::provider::edge_cookie::{EcError, EcOutput, Guest, Manifest};
-use bindings::gatehouse::provider::evidence::Request;
-use bindings::gatehouse::provider::types::IpAddress;
-use bindings::wasi;
+/// The setting holding the HMAC key.
+pub const PASSPHRASE: &str = "passphrase";
 
 struct HmacProvider;
 
-impl Guest for HmacProvider {
-    fn describe() -> Manifest {
-        Manifest {
+impl EdgeCookieProvider for HmacProvider {
+    fn describe(settings: &Settings) -> Result<Manifest, String> {
+        // Refuse at load time rather than failing every request.
+        settings.require(PASSPHRASE)?;
+        Ok(Manifest {
             id: "hmac".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             required_permissions: alloc::vec!["store-on-device".into()],
-        }
+            // The client address only: the cookie is keyed on it, nothing else is read.
+            reads: alloc::vec![Read::ClientIp],
+            call_budget_ms: None,
+        })
     }
 
-    fn generate(req: &Request, current: Option<String>) -> Result<EcOutput, EcError> {
-        let key = wasi::config::store::get("passphrase")
-            .map_err(|_| EcError::Config("`passphrase`: config store unavailable".into()))?
-            .ok_or_else(|| EcError::Config("`passphrase`: missing".into()))?;
-        let ip = req
-            .client_ip()
+    fn generate(
+        settings: &Settings,
+        evidence: Evidence,
+        current: Option<String>,
+    ) -> Result<EcOutput, EcError> {
+        let key = settings.require(PASSPHRASE).map_err(EcError::Config)?;
+        let ip = evidence
+            .client_ip
             .ok_or_else(|| EcError::MissingEvidence("client ip".into()))?;
         let hash = hmac_hex(key.as_bytes(), &normalize_ip(&ip));
         if let Some(current) = current.filter(|c| is_current_for(c, &hash)) {
@@ -70,6 +62,8 @@ impl Guest for HmacProvider {
         })
     }
 }
+
+gatehouse_provider::export_edge_cookie_provider!(HmacProvider);
 
 /// Whether `current` is an Edge Cookie this provider minted for the client whose hash is `hash`:
 /// `<hash>.<6 [A-Za-z0-9]>`. A cookie minted for another address is replaced.
@@ -109,7 +103,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 fn random_suffix() -> String {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(6);
-    let bytes = wasi::random::random::get_random_bytes(12);
+    let bytes = get_random_bytes(12);
     // Rejection sampling over 248 = 4 * 62 keeps the alphabet uniform.
     for b in bytes {
         if b < 248 {

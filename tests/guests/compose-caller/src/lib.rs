@@ -10,8 +10,8 @@
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
-// Allocator, panic handler and `cabi_realloc` for the no_std component.
-use gatehouse_provider_rt as _;
+// Allocator, panic handler and `cabi_realloc` for the no_std component (the SDK's `rt`).
+use gatehouse_provider as _;
 
 use alloc::format;
 use alloc::string::String;

@@ -1,5 +1,6 @@
-//! Test guest: an Edge Cookie provider that imports exactly its world, `wasi:random/random` and
-//! `wasi:clocks/wall-clock`, for the composition test.
+//! Test guest: an Edge Cookie provider written with the `gatehouse-provider` SDK (`no_std`, `rt`),
+//! importing exactly its world (`wasi:random/random`, `wasi:clocks/wall-clock`), for the
+//! composition test.
 //!
 //! `generate` mints `<prefix>-<unix seconds>-<16 random hex>` (`prefix` from its settings), or
 //! keeps `current` when it starts with `<prefix>-`, and reports which in an `x-compose-ec` header.
@@ -8,44 +9,20 @@
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
-// Allocator, panic handler and `cabi_realloc` for the no_std component.
-use gatehouse_provider_rt as _;
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use gatehouse_provider::edge_cookie::{EcError, EcOutput, EdgeCookieProvider};
+use gatehouse_provider::wasi::{random, wall_clock};
+use gatehouse_provider::{Evidence, Header, Manifest, Settings};
 
-// Generated bindings and export glue: the only unsafe code in a guest.
-#[allow(unsafe_code, missing_docs, clippy::all)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "edge-cookie-provider",
-        path: "../../../wit",
-        generate_all,
-    });
-    #[cfg(target_arch = "wasm32")]
-    use super::ComposeEc;
-    #[cfg(target_arch = "wasm32")]
-    export!(ComposeEc with_types_in self);
-}
+/// The provider.
+pub struct ComposeEc;
 
-use bindings::exports::gatehouse::provider::edge_cookie::{EcError, EcOutput, Guest};
-use bindings::gatehouse::provider::types::{Evidence, Header, Manifest, Setting};
-use bindings::wasi;
-
-struct ComposeEc;
-
-fn prefix(settings: &[Setting]) -> Result<&str, String> {
-    settings
-        .iter()
-        .find(|s| s.key == "prefix")
-        .map(|s| s.value.as_str())
-        .ok_or_else(|| String::from("`prefix`: missing"))
-}
-
-impl Guest for ComposeEc {
-    fn describe(settings: Vec<Setting>) -> Result<Manifest, String> {
-        prefix(&settings)?;
+impl EdgeCookieProvider for ComposeEc {
+    fn describe(settings: &Settings) -> Result<Manifest, String> {
+        settings.require("prefix")?;
         Ok(Manifest {
             id: "compose-ec".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -56,16 +33,16 @@ impl Guest for ComposeEc {
     }
 
     fn generate(
-        settings: Vec<Setting>,
+        settings: &Settings,
         _evidence: Evidence,
         current: Option<String>,
     ) -> Result<EcOutput, EcError> {
-        let prefix = prefix(&settings).map_err(EcError::Config)?;
+        let prefix = settings.require("prefix").map_err(EcError::Config)?;
         let (id, report) = match current {
             Some(c) if c.starts_with(prefix) && c[prefix.len()..].starts_with('-') => (c, "kept"),
             _ => {
-                let now = wasi::clocks::wall_clock::now().seconds;
-                let random = wasi::random::random::get_random_u64();
+                let now = wall_clock::now().seconds;
+                let random = random::get_random_u64();
                 (format!("{prefix}-{now}-{random:016x}"), "minted")
             }
         };
@@ -78,3 +55,5 @@ impl Guest for ComposeEc {
         })
     }
 }
+
+gatehouse_provider::export_edge_cookie_provider!(ComposeEc);

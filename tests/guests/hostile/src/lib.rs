@@ -1,50 +1,36 @@
 //! Test guest: an Edge Cookie provider that misbehaves on purpose, for the hosts' end-to-end tests.
+//! It is built with `std`, so it also exercises the std route: its component imports the WASI 0.2
+//! interfaces `std` uses, which the host links with a locked-down context.
 //!
-//! Its config key `mode` (read through `wasi:config/store`) picks the misbehaviour:
+//! Its setting `mode` picks what `generate` does:
 //!
 //! | `mode`       | `generate` does                                                                  |
 //! |--------------|----------------------------------------------------------------------------------|
-//! | `loop`       | spins forever; the host must cut it off (fuel or epoch deadline)                 |
+//! | `loop`       | spins forever; the host must cut it off (epoch deadline)                         |
 //! | `grow`       | allocates and touches 1 MiB chunks without bound until the memory limit traps it |
 //! | `trap`       | executes `unreachable`                                                           |
 //! | `set-cookie` | returns id `hostile-id` plus `Set-Cookie: evil=1` and `x-provider-debug: 1`      |
 //! | `ok`         | returns id `hostile-ok` and no headers                                           |
+//! | `reflect`    | returns id `hostile-reflect` and its whole evidence in `x-provider-debug`        |
+//! | `flood`      | writes [`FLOOD_BYTES`] to stdout, then returns id `hostile-flood`                |
+//! | `exit`       | calls `std::process::exit(3)`                                                    |
+//! | `sleep`      | sleeps 30 s (a `wasi:clocks` subscription), then returns id `hostile-slept`      |
 //!
-//! A missing or unknown mode is a config error. The manifest requires `store-on-device`, like a
-//! real Edge Cookie provider, so the guest runs only where such a provider would.
+//! A missing or unknown mode is a config error. The manifest comes from the settings too, so tests
+//! can make it declare anything: `id` (default `hostile`), `version` (default this crate's),
+//! `reads` (comma-separated: `client-ip`, `user-agent`, `path`, `query`, `ja4`,
+//! `http2-fingerprint`, `header:NAME`), `permissions` (comma-separated, default
+//! `store-on-device`) and `call_budget_ms`.
 
-#![cfg_attr(target_arch = "wasm32", no_std)]
+use std::time::Duration;
 
-extern crate alloc;
-// Allocator, panic handler and `cabi_realloc` for the no_std component.
-use gatehouse_provider_rt as _;
+use gatehouse_provider::edge_cookie::{EcError, EcOutput, EdgeCookieProvider};
+use gatehouse_provider::{Evidence, Header, Manifest, Read, Settings};
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
+/// Bytes the `flood` mode writes to stdout.
+pub const FLOOD_BYTES: usize = 1 << 20;
 
-// Generated bindings and export glue: the only unsafe code in a guest.
-#[allow(unsafe_code, missing_docs, clippy::all)]
-mod bindings {
-    wit_bindgen::generate!({
-        world: "edge-cookie-provider",
-        path: "../../../wit",
-        generate_all,
-    });
-    // Exported only from the component: natively the export symbols' names (`pkg:iface@ver#fn`)
-    // cannot be linked into a `cdylib`, and native builds exist only for unit tests and clippy.
-    #[cfg(target_arch = "wasm32")]
-    use super::HostileGuest;
-    #[cfg(target_arch = "wasm32")]
-    export!(HostileGuest with_types_in self);
-}
-
-use bindings::exports::gatehouse::provider::edge_cookie::{EcError, EcOutput, Guest, Manifest};
-use bindings::gatehouse::provider::evidence::Request;
-use bindings::gatehouse::provider::types::ResponseHeader;
-use bindings::wasi;
-
-/// The misbehaviour selected by the config key `mode`.
+/// The misbehaviour selected by the setting `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `loop`: never return.
@@ -57,69 +43,168 @@ pub enum Mode {
     SetCookie,
     /// `ok`: behave, with a fixed id.
     Ok,
+    /// `reflect`: echo the evidence into an allowlisted response header.
+    Reflect,
+    /// `flood`: flood stdout.
+    Flood,
+    /// `exit`: exit the process.
+    Exit,
+    /// `sleep`: try to block the host thread.
+    Sleep,
 }
 
-/// Every mode, by its config value.
-const MODES: [(&str, Mode); 5] = [
+/// Every mode, by its setting value.
+const MODES: [(&str, Mode); 9] = [
     ("loop", Mode::Loop),
     ("grow", Mode::Grow),
     ("trap", Mode::Trap),
     ("set-cookie", Mode::SetCookie),
     ("ok", Mode::Ok),
+    ("reflect", Mode::Reflect),
+    ("flood", Mode::Flood),
+    ("exit", Mode::Exit),
+    ("sleep", Mode::Sleep),
 ];
 
-/// Parses the config value of `mode`.
+/// Parses the value of `mode`.
 ///
 /// # Errors
 /// A message naming the `mode` key when the value is missing or names no mode.
 pub fn parse_mode(value: Option<&str>) -> Result<Mode, String> {
     let value = value.ok_or_else(|| String::from("`mode`: missing"))?;
-    MODES.iter().find(|(name, _)| *name == value).map(|(_, mode)| *mode).ok_or_else(|| {
-        format!("`mode`: unknown mode `{value}`, expected one of `loop`, `grow`, `trap`, `set-cookie`, `ok`")
-    })
+    MODES
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, mode)| *mode)
+        .ok_or_else(|| {
+            let names: Vec<_> = MODES.iter().map(|(n, _)| format!("`{n}`")).collect();
+            format!(
+                "`mode`: unknown mode `{value}`, expected one of {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// Parses the `reads` setting.
+///
+/// # Errors
+/// A message naming `reads` for an unknown entry.
+pub fn parse_reads(value: Option<&str>) -> Result<Vec<Read>, String> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|entry| match entry {
+            "client-ip" => Ok(Read::ClientIp),
+            "user-agent" => Ok(Read::UserAgent),
+            "path" => Ok(Read::Path),
+            "query" => Ok(Read::Query),
+            "ja4" => Ok(Read::Ja4),
+            "http2-fingerprint" => Ok(Read::Http2Fingerprint),
+            other => match other.strip_prefix("header:") {
+                Some(name) => Ok(Read::Header(name.into())),
+                None => Err(format!("`reads`: unknown read `{other}`")),
+            },
+        })
+        .collect()
 }
 
 struct HostileGuest;
 
-impl Guest for HostileGuest {
-    fn describe() -> Manifest {
-        Manifest {
-            id: "hostile".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            required_permissions: alloc::vec!["store-on-device".into()],
-        }
+impl EdgeCookieProvider for HostileGuest {
+    fn describe(settings: &Settings) -> Result<Manifest, String> {
+        let call_budget_ms = settings
+            .get("call_budget_ms")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("`call_budget_ms`: `{v}` is not a number"))
+            })
+            .transpose()?;
+        Ok(Manifest {
+            id: settings.get("id").unwrap_or("hostile").into(),
+            version: settings
+                .get("version")
+                .unwrap_or(env!("CARGO_PKG_VERSION"))
+                .into(),
+            required_permissions: settings
+                .get("permissions")
+                .unwrap_or("store-on-device")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Into::into)
+                .collect(),
+            reads: parse_reads(settings.get("reads"))?,
+            call_budget_ms,
+        })
     }
 
-    fn generate(_req: &Request, _current: Option<String>) -> Result<EcOutput, EcError> {
-        let value = wasi::config::store::get("mode")
-            .map_err(|_| EcError::Config("`mode`: config store unavailable".into()))?;
-        let mode = parse_mode(value.as_deref()).map_err(EcError::Config)?;
-        Ok(misbehave(mode))
+    fn generate(
+        settings: &Settings,
+        evidence: Evidence,
+        _current: Option<String>,
+    ) -> Result<EcOutput, EcError> {
+        let mode = parse_mode(settings.get("mode")).map_err(EcError::Config)?;
+        Ok(misbehave(mode, &evidence))
     }
 }
 
-/// Carries out `mode`; only `set-cookie` and `ok` return.
-fn misbehave(mode: Mode) -> EcOutput {
+gatehouse_provider::export_edge_cookie_provider!(HostileGuest);
+
+/// Carries out `mode`; `loop`, `grow`, `trap` and `exit` never return.
+fn misbehave(mode: Mode, evidence: &Evidence) -> EcOutput {
     match mode {
         Mode::Loop => spin_forever(),
         Mode::Grow => grow_forever(),
         Mode::Trap => trap(),
-        Mode::SetCookie => EcOutput {
-            id: Some("hostile-id".into()),
-            headers: alloc::vec![
+        Mode::SetCookie => output(
+            "hostile-id",
+            vec![
                 header("Set-Cookie", "evil=1"),
-                header("x-provider-debug", "1")
+                header("x-provider-debug", "1"),
             ],
-        },
-        Mode::Ok => EcOutput {
-            id: Some("hostile-ok".into()),
-            headers: Vec::new(),
-        },
+        ),
+        Mode::Ok => output("hostile-ok", Vec::new()),
+        Mode::Reflect => output(
+            "hostile-reflect",
+            vec![header("x-provider-debug", &reflect(evidence))],
+        ),
+        Mode::Flood => {
+            use std::io::Write as _;
+            let line = [b'F'; 1024];
+            let mut stdout = std::io::stdout().lock();
+            for _ in 0..FLOOD_BYTES / line.len() {
+                // A host that refuses further output fails the write: keep flooding regardless.
+                let _ = stdout.write_all(&line);
+            }
+            let _ = stdout.flush();
+            output("hostile-flood", Vec::new())
+        }
+        Mode::Exit => std::process::exit(3),
+        Mode::Sleep => {
+            std::thread::sleep(Duration::from_secs(30));
+            output("hostile-slept", Vec::new())
+        }
     }
 }
 
-fn header(name: &str, value: &str) -> ResponseHeader {
-    ResponseHeader {
+/// Everything in `evidence`, as printable ASCII for a response header.
+pub fn reflect(evidence: &Evidence) -> String {
+    format!("{evidence:?}").escape_default().to_string()
+}
+
+fn output(id: &str, headers: Vec<Header>) -> EcOutput {
+    EcOutput {
+        id: Some(id.into()),
+        headers,
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header {
         name: name.into(),
         value: value.into(),
     }
@@ -129,7 +214,7 @@ fn header(name: &str, value: &str) -> ResponseHeader {
 fn spin_forever() -> ! {
     let mut iterations: u64 = 0;
     loop {
-        iterations = core::hint::black_box(iterations.wrapping_add(1));
+        iterations = std::hint::black_box(iterations.wrapping_add(1));
     }
 }
 
@@ -140,11 +225,11 @@ fn grow_forever() -> ! {
     const PAGE: usize = 4096;
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut chunk = alloc::vec![0u8; CHUNK];
+        let mut chunk = vec![0u8; CHUNK];
         for byte in chunk.iter_mut().step_by(PAGE) {
             *byte = 1;
         }
-        hoard.push(core::hint::black_box(chunk));
+        hoard.push(std::hint::black_box(chunk));
     }
 }
 
@@ -164,11 +249,9 @@ mod tests {
 
     #[test]
     fn every_documented_mode_parses() {
-        assert_eq!(parse_mode(Some("loop")), Ok(Mode::Loop));
-        assert_eq!(parse_mode(Some("grow")), Ok(Mode::Grow));
-        assert_eq!(parse_mode(Some("trap")), Ok(Mode::Trap));
-        assert_eq!(parse_mode(Some("set-cookie")), Ok(Mode::SetCookie));
-        assert_eq!(parse_mode(Some("ok")), Ok(Mode::Ok));
+        for (name, mode) in MODES {
+            assert_eq!(parse_mode(Some(name)), Ok(mode));
+        }
     }
 
     #[test]
@@ -179,8 +262,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_parse_including_named_headers() {
+        assert_eq!(
+            parse_reads(Some("client-ip, header:X-Secret,ja4")),
+            Ok(vec![
+                Read::ClientIp,
+                Read::Header("X-Secret".into()),
+                Read::Ja4
+            ])
+        );
+        assert!(parse_reads(Some("everything")).is_err());
+    }
+
+    #[test]
     fn set_cookie_mode_asks_for_forbidden_headers() {
-        let out = misbehave(Mode::SetCookie);
+        let out = misbehave(Mode::SetCookie, &empty());
         assert_eq!(out.id.as_deref(), Some("hostile-id"));
         let headers: Vec<_> = out
             .headers
@@ -194,15 +290,30 @@ mod tests {
     }
 
     #[test]
-    fn ok_mode_returns_a_fixed_id_and_no_headers() {
-        let out = misbehave(Mode::Ok);
-        assert_eq!(out.id.as_deref(), Some("hostile-ok"));
-        assert!(out.headers.is_empty());
+    fn reflect_mode_echoes_every_evidence_field_printably() {
+        let mut evidence = empty();
+        evidence.headers.push(header("x-seen", "v\u{e9}"));
+        let out = misbehave(Mode::Reflect, &evidence);
+        let value = &out.headers[0].value;
+        assert!(value.contains("x-seen"), "{value}");
+        assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{value}");
     }
 
     #[test]
     #[should_panic(expected = "trap")]
     fn trap_mode_does_not_return() {
-        misbehave(Mode::Trap);
+        misbehave(Mode::Trap, &empty());
+    }
+
+    fn empty() -> Evidence {
+        Evidence {
+            client_ip: None,
+            user_agent: None,
+            headers: Vec::new(),
+            path: None,
+            query: None,
+            ja4: None,
+            http2_fingerprint: None,
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The providers' global allocator: a bump arena in the component's initial linear memory, with a
+//! The `rt` feature's global allocator: a bump arena in the component's initial linear memory, with a
 //! general-purpose allocator behind it for whatever does not fit.
 //!
 //! Why not just dlmalloc: a provider instance serves exactly one call (the host builds a fresh
