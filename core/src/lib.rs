@@ -4,6 +4,8 @@
 //!   into a [`policy::PermissionSet`].
 //! - [`provider`] is the provider contract as the core sees it: declared reads, the evidence value,
 //!   and the [`provider::ProviderHost`] trait hosts implement.
+//! - [`pipeline`] is the per-request page flow every host runs: request view in, decision and
+//!   edits to the forwarded request and the response out.
 //! - [`consent`] decodes the consent signals themselves (TCF v2, GPP, US Privacy, GPC, Google AC)
 //!   and builds the per-request consent context.
 //!
@@ -12,6 +14,6 @@
 //! same decisions. I/O the core needs is expressed as traits that hosts implement.
 
 pub mod consent;
-pub mod edge;
+pub mod pipeline;
 pub mod policy;
 pub mod provider;

@@ -168,7 +168,7 @@ impl ConsentContext {
             SignalSource::GppSid,
             raw.gpp_sid.as_deref().map(parse_gpp_sid),
         );
-        let mut us_privacy = keep.keep(
+        let us_privacy = keep.keep(
             SignalSource::UsPrivacy,
             raw.us_privacy.as_deref().map(|s| {
                 super::check_length(SignalKind::Usp, s, max)?;
@@ -204,27 +204,54 @@ impl ConsentContext {
             gpp.as_ref().and_then(GppString::tcf_eu),
         );
 
-        // GPC → US Privacy, only where US privacy applies and nothing came in.
-        let mut us_privacy_synthesized = false;
-        let gpp_usp = gpp.as_ref().and_then(GppString::us_privacy).is_some();
-        if jurisdiction.us_privacy_applies && raw.gpc && us_privacy.is_none() && !gpp_usp {
-            us_privacy = Some(config.gpc_us_privacy);
-            us_privacy_synthesized = true;
-        }
-
-        ConsentContext {
+        let mut ctx = ConsentContext {
             raw,
             tcf,
             gpp,
             gpp_sid,
             us_privacy,
-            us_privacy_synthesized,
+            us_privacy_synthesized: false,
             additional_consent,
             tcf_choice,
             tcf_conflict,
             expired,
             jurisdiction,
             warnings,
+        };
+        ctx.synthesize_us_privacy(config);
+        ctx
+    }
+
+    /// The same context for another jurisdiction, without decoding anything again: the page
+    /// pipeline resolves permissions from [`ConsentContext::signals`] (which do not depend on the
+    /// jurisdiction) before geo has picked the rule, then attaches the matched group's facts.
+    /// Only the jurisdiction-dependent parts change: `gdpr_applies` and the US Privacy string
+    /// synthesised from GPC.
+    #[must_use]
+    pub fn with_jurisdiction(
+        mut self,
+        config: &ConsentConfig,
+        jurisdiction: JurisdictionFacts,
+    ) -> Self {
+        if self.us_privacy_synthesized {
+            self.us_privacy = None;
+            self.us_privacy_synthesized = false;
+        }
+        self.jurisdiction = jurisdiction;
+        self.synthesize_us_privacy(config);
+        self
+    }
+
+    /// GPC → US Privacy, only where US privacy applies and no US Privacy signal came in.
+    fn synthesize_us_privacy(&mut self, config: &ConsentConfig) {
+        let gpp_usp = self.gpp.as_ref().and_then(GppString::us_privacy).is_some();
+        if self.jurisdiction.us_privacy_applies
+            && self.raw.gpc
+            && self.us_privacy.is_none()
+            && !gpp_usp
+        {
+            self.us_privacy = Some(config.gpc_us_privacy);
+            self.us_privacy_synthesized = true;
         }
     }
 

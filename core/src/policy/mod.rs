@@ -31,5 +31,7 @@ pub use model::{
     TcfSource, UsOptOut,
 };
 pub use permission_set::{MAX_PERMISSIONS, PermissionId, PermissionSet, PermissionSetIter};
-pub use resolve::{DefaultCountry, MatchKind, MatchedRule};
+pub use resolve::{
+    DefaultCountry, GEO_FAILURE_GROUP, GEO_FAILURE_RULE_KEY, MatchKind, MatchedRule,
+};
 pub use signals::{Signals, TcfSignal};

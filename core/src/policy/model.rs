@@ -97,6 +97,22 @@ impl Baseline {
         }
     }
 
+    /// A baseline holding `granted`, requiring a signal for `requires_signal` (minus `granted`)
+    /// and denying every other permission of `all`.
+    pub(crate) fn from_sets(
+        all: PermissionSet,
+        granted: PermissionSet,
+        requires_signal: PermissionSet,
+    ) -> Self {
+        let granted = granted.intersection(all);
+        let requires_signal = requires_signal.intersection(all).difference(granted);
+        Self {
+            granted,
+            requires_signal,
+            denied: all.difference(granted).difference(requires_signal),
+        }
+    }
+
     pub(crate) fn set(&mut self, id: PermissionId, acquisition: Acquisition) {
         self.granted.remove(id);
         self.requires_signal.remove(id);
@@ -388,6 +404,16 @@ pub struct Policy {
     pub(crate) rule_index: Vec<(RuleKey, usize)>,
     pub(crate) tcf: TcfMapping,
     pub(crate) opt_outs: OptOutRevocations,
+    /// The jurisdiction a request resolves against when geo failed (see
+    /// [`Policy::match_geo_failure`]): precomputed at load time, never in `rules`.
+    pub(crate) geo_failure: GeoFailureJurisdiction,
+}
+
+/// The synthetic rule and group of [`Policy::match_geo_failure`].
+#[derive(Clone, Debug)]
+pub(crate) struct GeoFailureJurisdiction {
+    pub(crate) rule: Rule,
+    pub(crate) group: Group,
 }
 
 impl Policy {

@@ -75,6 +75,8 @@ impl Parser<'_> {
             self.required(signals, "signals", "us-opt-outs")?,
             &vocabulary,
         )?;
+        let geo_failure =
+            super::resolve::geo_failure_jurisdiction(&rules, &groups, vocabulary.all());
         Ok(Policy {
             source: self.file.to_owned(),
             permissions,
@@ -83,6 +85,7 @@ impl Parser<'_> {
             rule_index,
             tcf,
             opt_outs,
+            geo_failure,
         })
     }
 

@@ -17,7 +17,8 @@
 
 use super::error::PolicyError;
 use super::model::{
-    Baseline, Group, Override, Policy, Rule, RuleKey, parse_country, parse_subdivision,
+    Baseline, GeoFailureJurisdiction, Group, Override, Policy, Rule, RuleKey, parse_country,
+    parse_subdivision,
 };
 use super::permission_set::PermissionSet;
 use super::signals::Signals;
@@ -49,6 +50,9 @@ pub enum MatchKind {
     Country,
     /// No rule matched (or geo was unavailable): the `geo.default_country` rule applies.
     Default,
+    /// The geo provider failed (trap, deadline, error): the fail-closed jurisdiction of
+    /// [`Policy::match_geo_failure`] applies, never `geo.default_country`.
+    GeoFailed,
 }
 
 impl MatchKind {
@@ -59,6 +63,7 @@ impl MatchKind {
             Self::Region => "region rule",
             Self::Country => "country rule",
             Self::Default => "geo.default_country, no rule matched",
+            Self::GeoFailed => "geo failed, fail-closed jurisdiction",
         }
     }
 }
@@ -197,6 +202,39 @@ impl Policy {
         self.matched(rule, kind, country_input, region_input)
     }
 
+    /// The jurisdiction for a request whose geo provider *failed* (trapped, missed its deadline,
+    /// returned an error). A geo failure must never grant more than a successful answer could, so
+    /// this is the intersection of every rule of the policy, `geo.default_country`'s included:
+    ///
+    /// - a permission is `granted` only if every rule grants it;
+    /// - it is `requires-signal` if every rule holds it at least on a signal and some rule
+    ///   requires one;
+    /// - it is `denied` if any rule denies it.
+    ///
+    /// Because [`MatchedRule::resolve`] is monotone in the baseline, the permissions resolved here
+    /// for any signals are a subset of those any rule would resolve for the same signals. With the
+    /// shipped `permissions.yaml` (where `gdpr-eu` grants nothing, `US/CA` denies
+    /// `scan-device-characteristics` and `US/WA` denies `use-precise-geolocation`) every permission
+    /// needs a TCF signal and those two are denied. The group facts are the union of the rules'
+    /// (`gdpr-applies` and `us-privacy-applies` are each true if any rule's group says so), so
+    /// downstream partners treat the request as the most regulated one. A policy without rules
+    /// (which cannot validate a default country anyway) denies everything.
+    ///
+    /// The rule key is `geo-failed` and the group `fail-closed (geo failed)`: neither can be
+    /// written in `permissions.yaml`, so logs cannot confuse them with a real rule.
+    /// "Geo answered, country unknown" is not a failure: that uses `geo.default_country`.
+    #[must_use]
+    pub fn match_geo_failure(&self) -> MatchedRule<'_> {
+        MatchedRule {
+            policy: self,
+            rule: &self.geo_failure.rule,
+            group: &self.geo_failure.group,
+            kind: MatchKind::GeoFailed,
+            country: GeoInput::Absent,
+            region: GeoInput::Absent,
+        }
+    }
+
     /// Shorthand for [`Policy::match_jurisdiction`] then [`MatchedRule::resolve`].
     ///
     /// # Panics
@@ -228,6 +266,18 @@ impl Policy {
             GeoInput::Absent,
             GeoInput::Absent,
         );
+        self.summary("default jurisdiction", &matched)
+    }
+
+    /// One line describing what a request holds without any signal when its geo provider
+    /// failed ([`Policy::match_geo_failure`]), for the startup log beside
+    /// [`Policy::baseline_summary`].
+    #[must_use]
+    pub fn geo_failure_summary(&self) -> String {
+        self.summary("on geo failure, jurisdiction", &self.match_geo_failure())
+    }
+
+    fn summary(&self, what: &str, matched: &MatchedRule<'_>) -> String {
         let baseline = matched.baseline();
         let list = |set: PermissionSet| {
             if set.is_empty() {
@@ -242,7 +292,7 @@ impl Policy {
             format!(" {}", matched.overrides_text().join(" "))
         };
         format!(
-            "default jurisdiction `{}` (group `{}`{overrides}; gdpr applies: {}; us privacy applies: {}): \
+            "{what} `{}` (group `{}`{overrides}; gdpr applies: {}; us privacy applies: {}): \
              without any signal {} of {} permissions held [{}]; requires a signal [{}]; denied [{}]",
             matched.rule_key(),
             matched.group_name(),
@@ -288,6 +338,64 @@ impl Policy {
             country,
             region,
         }
+    }
+}
+
+/// The rule key [`Policy::match_geo_failure`] reports.
+pub const GEO_FAILURE_RULE_KEY: &str = "geo-failed";
+/// The group name [`Policy::match_geo_failure`] reports.
+pub const GEO_FAILURE_GROUP: &str = "fail-closed (geo failed)";
+
+/// Builds the fail-closed jurisdiction of [`Policy::match_geo_failure`] from the validated rules.
+pub(crate) fn geo_failure_jurisdiction(
+    rules: &[Rule],
+    groups: &[Group],
+    all: PermissionSet,
+) -> GeoFailureJurisdiction {
+    let (granted, held_on_signal) = if rules.is_empty() {
+        (PermissionSet::EMPTY, PermissionSet::EMPTY)
+    } else {
+        rules.iter().fold((all, all), |(granted, held), rule| {
+            (
+                granted.intersection(rule.baseline.granted()),
+                held.intersection(
+                    rule.baseline
+                        .granted()
+                        .union(rule.baseline.requires_signal()),
+                ),
+            )
+        })
+    };
+    let used = |pick: fn(&Group) -> bool| {
+        rules
+            .iter()
+            .filter_map(|rule| groups.get(rule.group))
+            .any(pick)
+    };
+    let baseline = Baseline::from_sets(all, granted, held_on_signal);
+    GeoFailureJurisdiction {
+        rule: Rule {
+            written: GEO_FAILURE_RULE_KEY.to_owned(),
+            // Never in `rule_index`: no request can match this key.
+            key: RuleKey {
+                country: [0; 2],
+                subdivision: [0; 3],
+            },
+            group: usize::MAX,
+            overrides: Vec::new(),
+            baseline,
+        },
+        group: Group {
+            name: GEO_FAILURE_GROUP.to_owned(),
+            description: Some(
+                "Geo failed: only what every rule of the policy holds, so a failure never grants \
+                 more than a successful answer could."
+                    .to_owned(),
+            ),
+            gdpr_applies: used(|group| group.gdpr_applies),
+            us_privacy_applies: used(|group| group.us_privacy_applies),
+            baseline,
+        },
     }
 }
 

@@ -4,14 +4,13 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented fn
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse::config::{ComponentSource, SelectedProvider};
-use gatehouse::runtime::{Evidence, Limits, ProviderRuntime};
-use gatehouse_core::edge::ProviderHost;
+use gatehouse::runtime::{Limits, ProviderRuntime};
 use gatehouse_core::policy::Policy;
+use gatehouse_core::provider::{Evidence, ProviderHost};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -46,19 +45,15 @@ fn bench(c: &mut Criterion) {
         // Roomy: the benchmark measures cost; it must not be cut off by a loaded machine.
         call_timeout: Duration::from_secs(1),
         memory_bytes: 16 << 20,
-        max_instances: 1000,
-        cache_dir: None,
+        ..Limits::default()
     };
     let rt = ProviderRuntime::load(limits, policy, None, None, Some(&hmac)).expect("load hmac");
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
-    let evidence = Arc::new(Evidence {
+    // What the HMAC provider declares it reads: the client address only.
+    let evidence = Evidence {
         client_ip: Some(ip),
-        head: http::Request::get("/")
-            .body(())
-            .expect("request")
-            .into_parts()
-            .0,
-    });
+        ..Evidence::default()
+    };
 
     let mut group = c.benchmark_group("edge_cookie");
     group.bench_function("native_hmac", |b| {
@@ -66,8 +61,10 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("component_instantiate_and_generate", |b| {
         b.iter(|| {
-            let mut providers = rt.for_request(Arc::clone(&evidence));
-            providers.generate_edge_cookie(None).expect("generate")
+            let mut providers = rt.for_request();
+            providers
+                .generate_edge_cookie(&evidence, None)
+                .expect("generate")
         })
     });
     group.finish();

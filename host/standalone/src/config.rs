@@ -2,7 +2,7 @@
 //!
 //! Every table rejects unknown keys; every error names the key and the reason. Provider tables
 //! (`[ec.providers.NAME]`, ...) take `path` + `sha256` for an external component (omit both for a
-//! bundled one); every other key is handed to that provider alone through `wasi:config/store`.
+//! bundled one); every other key is handed to that provider alone, as its settings (passed in every call).
 //! A value may be written inline or as `{ env = "VAR" }`, read from the environment at startup, so
 //! secrets need not live in the file. Config values are never logged.
 
@@ -139,12 +139,31 @@ pub struct RuntimeConfig {
     /// `call_timeout_ms`: deadline for one provider call, instantiation included.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
-    /// `memory_limit_mib`: linear-memory cap per provider instance.
+    /// `memory_limit_mib`: linear-memory cap per provider instance. The default, 128, leaves room
+    /// for componentize-py and componentize-js output, whose initial memories exceed 16 MiB.
     #[serde(default = "default_memory_limit")]
     pub memory_limit_mib: u64,
     /// `max_instances`: provider instances alive at once (pooling allocator slots).
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// `max_core_instances_per_component`: core wasm instances one provider may contain. The
+    /// default, 32, fits componentize-py output (~14).
+    #[serde(default = "default_max_core_instances")]
+    pub max_core_instances_per_component: u32,
+    /// `max_memories_per_component`: linear memories one provider may define.
+    #[serde(default = "default_max_memories")]
+    pub max_memories_per_component: u32,
+    /// `max_tables_per_component`: tables one provider may define.
+    #[serde(default = "default_max_tables")]
+    pub max_tables_per_component: u32,
+    /// `output_limit_bytes`: bytes of a provider's stdout, and of its stderr, kept and logged per
+    /// call; the rest is dropped (and counted).
+    #[serde(default = "default_output_limit")]
+    pub output_limit_bytes: usize,
+    /// `forbidden_headers`: request headers no provider may declare as a read, besides `cookie`,
+    /// `authorization` and `proxy-authorization`, which are always forbidden.
+    #[serde(default)]
+    pub forbidden_headers: Vec<String>,
     /// `cache_dir`: where AOT-compiled components are cached; `""` disables the cache. Default:
     /// `$XDG_CACHE_HOME/gatehouse` or `~/.cache/gatehouse`.
     pub cache_dir: Option<PathBuf>,
@@ -156,16 +175,39 @@ impl Default for RuntimeConfig {
             call_timeout_ms: default_call_timeout(),
             memory_limit_mib: default_memory_limit(),
             max_instances: default_max_instances(),
+            max_core_instances_per_component: default_max_core_instances(),
+            max_memories_per_component: default_max_memories(),
+            max_tables_per_component: default_max_tables(),
+            output_limit_bytes: default_output_limit(),
+            forbidden_headers: Vec::new(),
             cache_dir: None,
         }
     }
 }
 
+fn default_max_headers() -> usize {
+    gatehouse_core::pipeline::ProviderHeaderLimits::default().max_count
+}
+fn default_max_header_bytes() -> usize {
+    gatehouse_core::pipeline::ProviderHeaderLimits::default().max_bytes
+}
 fn default_call_timeout() -> u64 {
     5
 }
 fn default_memory_limit() -> u64 {
-    16
+    128
+}
+fn default_max_core_instances() -> u32 {
+    32
+}
+fn default_max_memories() -> u32 {
+    2
+}
+fn default_max_tables() -> u32 {
+    32
+}
+fn default_output_limit() -> usize {
+    4096
 }
 fn default_max_instances() -> u32 {
     1000
@@ -216,6 +258,12 @@ pub struct EcConfig {
     /// `allowed_headers`: response headers a provider may set (`set-cookie` is always refused).
     #[serde(default)]
     pub allowed_headers: Vec<String>,
+    /// `max_headers`: most response headers one provider answer may add.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// `max_header_bytes`: most bytes (names plus values) of one provider answer's headers.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 impl Default for EcConfig {
@@ -227,6 +275,8 @@ impl Default for EcConfig {
             cookie_domain: None,
             max_age_secs: default_max_age(),
             allowed_headers: Vec::new(),
+            max_headers: default_max_headers(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }
@@ -291,7 +341,7 @@ pub struct SelectedProvider {
     pub key: String,
     /// Where the component comes from.
     pub source: ComponentSource,
-    /// Settings for `wasi:config/store`, environment references resolved.
+    /// The provider's settings, environment references resolved.
     pub settings: Vec<(String, String)>,
 }
 

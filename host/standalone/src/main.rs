@@ -4,6 +4,7 @@
 //! - `gatehouse permissions explain --country DE ...`: audit what the policy resolves to.
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
+//! - `gatehouse providers inspect FILE [--json]`: what a provider declares and imports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use gatehouse_core::edge::{EdgeCookieRules, ProviderKind};
+use gatehouse_core::pipeline::{
+    EdgeCookieSettings, PagePipeline, PipelineSettings, ProviderHeaderLimits, ProviderKind,
+};
 use gatehouse_core::policy::Policy;
 
 use gatehouse::config::{self, Config};
@@ -107,6 +110,20 @@ enum ProvidersCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Show what a provider component is before pinning it: world, id, version, required
+    /// permissions, declared reads, every import, size and sha256. Runs its `describe` in the
+    /// sandbox.
+    Inspect {
+        /// The component file.
+        file: PathBuf,
+        /// A setting passed to `describe`, as `key=value` (repeatable).
+        #[arg(long = "setting", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+        /// Print JSON (`world`, `id`, `version`, `required_permissions`, `reads`, `imports`,
+        /// `size`, `sha256`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -163,6 +180,23 @@ fn main() -> ExitCode {
             command: ConsentCommand::Decode { input, kind },
         } => consent::decode_command(&input, kind.as_deref()),
         Command::Providers {
+            command:
+                ProvidersCommand::Inspect {
+                    file,
+                    settings,
+                    json,
+                },
+        } => match inspect(&file, &settings, json) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Providers {
             command: ProvidersCommand::Digest { file },
         } => match std::fs::read(&file) {
             Ok(bytes) => {
@@ -177,11 +211,58 @@ fn main() -> ExitCode {
     }
 }
 
+/// `gatehouse providers inspect`.
+fn inspect(file: &Path, settings: &[String], json: bool) -> anyhow::Result<String> {
+    let settings = settings
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("`--setting {s}`: expected `key=value`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let sandbox = runtime::Sandbox::new(runtime::Limits::default())?;
+    let found = sandbox.inspect(&bytes, &settings, &file.display().to_string())?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&found)?);
+    }
+    // The manifest is the provider's own text: escape it so it cannot drive the terminal.
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "(none)".to_owned()
+        } else {
+            items
+                .iter()
+                .map(|i| i.escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join("\n                      ")
+        }
+    };
+    Ok(format!(
+        "world:                {}\nid:                   {}\nversion:              {}\n\
+         required permissions: {}\nreads:                {}\nimports:              {}\n\
+         size:                 {} bytes\nsha256:               {}",
+        found.world,
+        found.id.escape_debug(),
+        found.version.escape_debug(),
+        list(&found.required_permissions),
+        list(&found.reads),
+        list(&found.imports),
+        found.size,
+        found.sha256,
+    ))
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: escape codes in a log file or pipe would be noise (and would
+    // make the provider-controlled text in a log line harder to audit).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -218,20 +299,29 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     let geo = select(ProviderKind::Geo)?;
     let device = select(ProviderKind::Device)?;
     let ec = select(ProviderKind::EdgeCookie)?;
-    let ec_rules = EdgeCookieRules::new(policy, &config.ec.allowed_headers)
-        .map_err(|reason| config::ConfigError::invalid("ec", reason))?;
+    let pipeline = PagePipeline::new(
+        policy,
+        PipelineSettings {
+            default_country: default_country_key.to_owned(),
+            consent: config.consent.clone(),
+            edge_cookie: EdgeCookieSettings {
+                name: config.ec.cookie_name.clone(),
+                domain: config.ec.cookie_domain.clone(),
+                max_age_secs: config.ec.max_age_secs,
+                allowed_headers: config.ec.allowed_headers.clone(),
+                header_limits: ProviderHeaderLimits {
+                    max_count: config.ec.max_headers,
+                    max_bytes: config.ec.max_header_bytes,
+                },
+            },
+        },
+    )?;
     let cache_dir = match &config.runtime.cache_dir {
         Some(dir) if dir.as_os_str().is_empty() => None,
         Some(dir) => Some(dir.clone()),
         None => default_cache_dir(),
     };
-    let limits = runtime::Limits {
-        call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
-        memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX),
-        max_instances: config.runtime.max_instances,
-        cache_dir,
-    };
+    let limits = runtime_limits(&config.runtime, cache_dir);
     let rt =
         runtime::ProviderRuntime::load(limits, policy, geo.as_ref(), device.as_ref(), ec.as_ref())?;
     for p in rt.providers() {
@@ -241,6 +331,7 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
             id = %p.id,
             version = %p.version,
             requires = ?p.required_permissions,
+            reads = ?p.reads,
             "provider loaded"
         );
     }
@@ -251,24 +342,32 @@ fn serve(config_path: &Path) -> anyhow::Result<()> {
     )
     .map_err(|reason| config::ConfigError::invalid("origin.url", reason))?;
     let app = Arc::new(server::App {
-        policy,
-        default_country,
-        ec_rules,
-        cookie: server::CookieSettings {
-            name: config.ec.cookie_name.clone(),
-            domain: config.ec.cookie_domain.clone(),
-            max_age_secs: config.ec.max_age_secs,
-        },
+        pipeline,
         runtime: rt,
         trusted_proxies,
         origin,
-        consent: config.consent,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(server::serve(app, config.server.listen))
+}
+
+/// The sandbox limits of `[runtime]`.
+fn runtime_limits(runtime: &config::RuntimeConfig, cache_dir: Option<PathBuf>) -> runtime::Limits {
+    runtime::Limits {
+        call_timeout: Duration::from_millis(runtime.call_timeout_ms),
+        memory_bytes: usize::try_from(runtime.memory_limit_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
+        max_instances: runtime.max_instances,
+        max_core_instances_per_component: runtime.max_core_instances_per_component,
+        max_memories_per_component: runtime.max_memories_per_component,
+        max_tables_per_component: runtime.max_tables_per_component,
+        output_limit_bytes: runtime.output_limit_bytes,
+        forbidden_headers: runtime.forbidden_headers.clone(),
+        cache_dir,
+    }
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

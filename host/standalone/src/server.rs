@@ -1,5 +1,8 @@
-//! The HTTP server: `/_ts/` routes, and the proxy to the publisher origin that runs the decision
-//! flow on page requests and sets the Edge Cookie.
+//! The HTTP server: `/_ts/` routes, and the proxy to the publisher origin. Wiring only: what a
+//! request means is decided by the core's page pipeline ([`PagePipeline`]), given a view of the
+//! hyper request and the client address, this host's provider runtime as its `ProviderHost`, and
+//! the wall clock; the server applies the edits it returns to the forwarded request and the
+//! response.
 //!
 //! Provider calls are synchronous and bounded by the per-call deadline (5 ms by default, three
 //! providers at most per request), so they run inline on the connection's task.
@@ -9,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gatehouse_core::edge::{self, Decision, EdgeCookieDecision, EdgeCookieRules};
-use gatehouse_core::policy::{DefaultCountry, Policy, Signals};
+use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestView};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -21,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::client_ip::{Cidr, client_ip};
 use crate::problem::Problem;
-use crate::runtime::{Evidence, ProviderRuntime};
+use crate::runtime::ProviderRuntime;
 
 /// Response bodies: streamed from the origin or generated here.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -73,34 +75,16 @@ impl Origin {
     }
 }
 
-/// Edge Cookie attributes from `[ec]`.
-pub struct CookieSettings {
-    /// Cookie name.
-    pub name: String,
-    /// `Domain=` attribute.
-    pub domain: Option<String>,
-    /// `Max-Age=` attribute.
-    pub max_age_secs: u64,
-}
-
 /// Everything a request needs, built once at startup.
 pub struct App {
-    /// The permission policy.
-    pub policy: &'static Policy,
-    /// The validated default jurisdiction.
-    pub default_country: DefaultCountry,
-    /// Edge Cookie rules.
-    pub ec_rules: EdgeCookieRules,
-    /// Edge Cookie attributes.
-    pub cookie: CookieSettings,
+    /// The page pipeline (policy, default jurisdiction, consent and Edge Cookie settings).
+    pub pipeline: PagePipeline<'static>,
     /// The provider sandbox.
     pub runtime: ProviderRuntime,
     /// Trusted proxies.
     pub trusted_proxies: Vec<Cidr>,
     /// The origin.
     pub origin: Origin,
-    /// Consent settings.
-    pub consent: gatehouse_core::consent::ConsentConfig,
 }
 
 /// Serves until ctrl-c / SIGTERM.
@@ -230,131 +214,103 @@ fn full(body: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
-/// Static assets and sub-resources get no decision flow (and no cookie): only page loads do.
-fn is_page_request(head: &http::request::Parts) -> bool {
-    if head.method != Method::GET && head.method != Method::HEAD {
-        return false;
-    }
-    if let Some(dest) = head
-        .headers
-        .get("sec-fetch-dest")
-        .and_then(|v| v.to_str().ok())
-        && !matches!(dest, "document" | "iframe" | "frame")
-    {
-        return false;
-    }
-    let path = head.uri.path();
-    let last = path.rsplit('/').next().unwrap_or("");
-    let ext = last.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-    !matches!(
-        ext.as_deref(),
-        Some(
-            "js" | "mjs"
-                | "css"
-                | "map"
-                | "png"
-                | "jpg"
-                | "jpeg"
-                | "gif"
-                | "webp"
-                | "avif"
-                | "svg"
-                | "ico"
-                | "woff"
-                | "woff2"
-                | "ttf"
-                | "otf"
-                | "mp4"
-                | "webm"
-                | "json"
-                | "txt"
-                | "xml"
-                | "wasm"
-        )
-    )
+/// The core's view of a hyper request head plus the trusted client address.
+struct HyperRequestView<'a> {
+    head: &'a http::request::Parts,
+    client_ip: std::net::IpAddr,
 }
 
-/// The consent signals of a request. Decoding failures are logged and that signal ignored.
-fn consent_signals(app: &App, head: &http::request::Parts) -> Signals {
-    crate::consent::signals(&app.consent, &head.headers)
-}
-
-/// What the decision flow produced for the response.
-struct Outcome {
-    set_cookie: Option<HeaderValue>,
-    headers: Vec<(String, String)>,
-}
-
-fn run_decision(
-    app: &App,
-    peer: SocketAddr,
-    head: http::request::Parts,
-) -> (http::request::Parts, Outcome) {
-    let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
-    let signals = consent_signals(app, &head);
-    let current = head
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| edge::find_cookie(v, &app.cookie.name))
-        .map(str::to_owned);
-    let evidence = Arc::new(Evidence {
-        client_ip: Some(client),
-        head,
-    });
-    let decision: Decision<'_> = {
-        let mut providers = app.runtime.for_request(Arc::clone(&evidence));
-        edge::decide(
-            app.policy,
-            &app.default_country,
-            &signals,
-            &app.ec_rules,
-            current.as_deref(),
-            &mut providers,
-        )
-    };
-    for (kind, failure) in &decision.failures {
-        app.runtime.record_failure(*kind, failure);
+impl RequestView for HyperRequestView<'_> {
+    fn method(&self) -> &str {
+        self.head.method.as_str()
     }
-    tracing::debug!(
-        rule = %decision.rule.rule_key(),
-        group = %decision.rule.group_name(),
-        edge_cookie = ?decision.edge_cookie,
-        device = ?decision.device.class,
-        gated = ?decision.gated,
-        "decided"
-    );
-    let set_cookie = match &decision.edge_cookie {
-        EdgeCookieDecision::Set(value) => HeaderValue::from_str(&edge::set_cookie_header(
-            &app.cookie.name,
-            value,
-            app.cookie.domain.as_deref(),
-            app.cookie.max_age_secs,
-        ))
-        .ok(),
-        _ => None,
-    };
-    let outcome = Outcome {
-        set_cookie,
-        headers: decision.headers,
-    };
-    // Every store holding the evidence has been dropped; take the head back without copying.
-    let head = match Arc::try_unwrap(evidence) {
-        Ok(evidence) => evidence.head,
-        Err(shared) => shared.head.clone(),
-    };
-    (head, outcome)
+
+    fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.head.uri.query()
+    }
+
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        // UTF-8, not `to_str` (which refuses valid non-ASCII such as `é`); others are skipped.
+        self.head
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .collect()
+    }
+
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        Some(self.client_ip)
+    }
+}
+
+/// Header maps as the pipeline edits them.
+struct HyperHeaders<'a>(&'a mut http::HeaderMap);
+
+impl EditableHeaders for HyperHeaders<'_> {
+    fn values(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .get_all(name)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect()
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    fn append(&mut self, name: &str, value: &[u8]) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.0.append(name, value);
+        }
+    }
+}
+
+/// The wall clock, for consent expiry.
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_seconds(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let (head, body) = req.into_parts();
-    let (head, outcome) = if is_page_request(&head) {
-        let (head, outcome) = run_decision(app, peer, head);
-        (head, Some(outcome))
-    } else {
-        (head, None)
+    let (mut head, body) = req.into_parts();
+    let client = client_ip(peer.ip(), &head.headers, &app.trusted_proxies);
+    let outcome = {
+        let view = HyperRequestView {
+            head: &head,
+            client_ip: client,
+        };
+        let mut providers = app.runtime.for_request();
+        app.pipeline.run(&view, &SystemClock, &mut providers)
     };
+    if let Some(decision) = &outcome.decision {
+        for (kind, failure) in &decision.failures {
+            app.runtime.record_failure(*kind, failure);
+        }
+        for dropped in &decision.dropped_headers {
+            tracing::warn!(
+                header = dropped.name.as_deref().unwrap_or("(not a token)"),
+                reason = ?dropped.reason,
+                "provider response header dropped"
+            );
+        }
+        tracing::debug!("decided: {decision}");
+    }
+    app.pipeline
+        .edit_forwarded_request(&outcome.forward, &mut HyperHeaders(&mut head.headers));
     let mut response = match &app.origin {
         Origin::Demo => demo_page(&head),
         Origin::Http {
@@ -381,20 +337,8 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
             }
         }
     };
-    if let Some(outcome) = outcome {
-        let headers = response.headers_mut();
-        if let Some(cookie) = outcome.set_cookie {
-            headers.append(header::SET_COOKIE, cookie);
-        }
-        for (name, value) in outcome.headers {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.append(name, value);
-            }
-        }
-    }
+    app.pipeline
+        .edit_response(&outcome.response, &mut HyperHeaders(response.headers_mut()));
     response
 }
 

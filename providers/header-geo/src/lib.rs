@@ -25,7 +25,9 @@ pub const COUNTRY_HEADER: (&str, &str) = ("country_header", "x-geo-country");
 /// The setting naming the region header, and its default.
 pub const REGION_HEADER: (&str, &str) = ("region_header", "x-geo-region");
 
-struct HeaderGeoProvider;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct HeaderGeoProvider;
 
 impl GeoProvider for HeaderGeoProvider {
     fn describe(settings: &Settings) -> Result<Manifest, String> {

@@ -21,7 +21,9 @@ use sha2::Sha256;
 /// The setting holding the HMAC key.
 pub const PASSPHRASE: &str = "passphrase";
 
-struct HmacProvider;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct HmacProvider;
 
 impl EdgeCookieProvider for HmacProvider {
     fn describe(settings: &Settings) -> Result<Manifest, String> {

@@ -20,7 +20,9 @@ use gatehouse_provider::device::{
 };
 use gatehouse_provider::{Evidence, Manifest, Read, Settings};
 
-struct UaDeviceProvider;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct UaDeviceProvider;
 
 impl DeviceProvider for UaDeviceProvider {
     fn describe(_settings: &Settings) -> Result<Manifest, String> {

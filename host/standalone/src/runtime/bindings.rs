@@ -1,47 +1,46 @@
-//! Generated bindings for the three provider worlds. Private to the runtime: the rest of the host
-//! sees only [`super::ProviderRuntime`].
+//! Generated bindings for the three provider worlds of `gatehouse:provider@0.2.0`. Private to the
+//! runtime: the rest of the host sees only [`super::ProviderRuntime`].
+//!
+//! The worlds' WASI imports (`wasi:random/random`, `wasi:clocks/wall-clock`) map to
+//! `wasmtime-wasi`'s bindings, so one implementation serves providers built against any 0.2.x.
 #![allow(missing_docs, clippy::all)]
 
-/// The Edge Cookie world; also generates the shared imports.
+/// The Edge Cookie world; also generates the shared `types` interface.
 pub mod ec {
     wasmtime::component::bindgen!({
         world: "edge-cookie-provider",
         path: "../../wit",
+        with: {
+            "wasi:random/random": wasmtime_wasi::p2::bindings::random::random,
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
+        },
     });
 }
 
-/// The device world, reusing the shared import bindings.
+/// The device world, reusing the shared bindings.
 pub mod device {
     wasmtime::component::bindgen!({
         world: "device-provider",
         path: "../../wit",
         with: {
             "gatehouse:provider/types": super::ec::gatehouse::provider::types,
-            "gatehouse:provider/evidence": super::ec::gatehouse::provider::evidence,
-            "gatehouse:provider/transport": super::ec::gatehouse::provider::transport,
-            "wasi:config/store": super::ec::wasi::config::store,
-            "wasi:random/random": super::ec::wasi::random::random,
-            "wasi:clocks/wall-clock": super::ec::wasi::clocks::wall_clock,
+            "wasi:random/random": wasmtime_wasi::p2::bindings::random::random,
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
         },
     });
 }
 
-/// The geo world, reusing the shared import bindings.
+/// The geo world, reusing the shared bindings.
 pub mod geo {
     wasmtime::component::bindgen!({
         world: "geo-provider",
         path: "../../wit",
         with: {
             "gatehouse:provider/types": super::ec::gatehouse::provider::types,
-            "gatehouse:provider/evidence": super::ec::gatehouse::provider::evidence,
-            "wasi:config/store": super::ec::wasi::config::store,
-            "wasi:random/random": super::ec::wasi::random::random,
-            "wasi:clocks/wall-clock": super::ec::wasi::clocks::wall_clock,
+            "wasi:random/random": wasmtime_wasi::p2::bindings::random::random,
+            "wasi:clocks/wall-clock": wasmtime_wasi::p2::bindings::clocks::wall_clock,
         },
     });
 }
 
-pub use ec::gatehouse::provider::{evidence, types};
-pub use ec::wasi::clocks::wall_clock;
-pub use ec::wasi::config::store as config_store;
-pub use ec::wasi::random::random;
+pub use ec::gatehouse::provider::types;

@@ -1,30 +1,90 @@
-//! Per-call store data: the request evidence, the provider's own config table, and resource limits.
+//! Per-call store data: resource limits, the locked-down WASI context, and the host's own
+//! implementations of the imports every provider may use.
 //!
-//! Implements exactly the imports the standalone host offers: `gatehouse:provider/evidence`,
-//! `wasi:config/store`, `wasi:random/random` and `wasi:clocks/wall-clock`. Nothing else (no
-//! filesystem, network, environment or transport fingerprints) is linked.
+//! - `wasi:random/random` and `wasi:clocks/wall-clock` (the published worlds' imports) are served
+//!   here directly, so a provider that imports nothing else never builds a WASI context.
+//! - Everything else of WASI 0.2 comes from `wasmtime-wasi` with a context built on first use:
+//!   no preopened directories, no sockets (TCP, UDP and name lookup disabled, every address
+//!   refused), empty environment and arguments, empty stdin, and stdout/stderr captured into
+//!   [`CappedOutput`] buffers that keep at most a fixed number of bytes per call.
+//! - `wasi:clocks/monotonic-clock` is served here too, with subscriptions that are ready at once:
+//!   blocking in `wasi:io/poll` would stall a server thread where the epoch deadline cannot reach
+//!   (host code), so a provider can never sleep. `now` still advances truthfully.
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use wasmtime::component::Resource;
-
-use super::bindings::{config_store, evidence, random, types, wall_clock};
-
-/// The request data a provider may read; built once per request and shared by every call.
-#[derive(Debug)]
-pub struct Evidence {
-    /// The trusted client address.
-    pub client_ip: Option<IpAddr>,
-    /// The request's head (method, URI, headers); borrowed, never copied into a guest unasked.
-    pub head: http::request::Parts,
-}
+use bytes::Bytes;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::bindings::clocks::{monotonic_clock, wall_clock};
+use wasmtime_wasi::p2::bindings::random::random;
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Store data for one provider call.
 pub struct CallState {
-    pub(super) evidence: Arc<Evidence>,
-    pub(super) settings: Arc<Vec<(String, String)>>,
     pub(super) limits: MemoryLimiter,
+    table: ResourceTable,
+    /// Built on the first WASI call beyond randomness and clocks.
+    wasi: Option<WasiCtx>,
+    /// The captured stdout and stderr, once `wasi` exists.
+    output: Option<[CappedOutput; 2]>,
+    output_limit: usize,
+}
+
+impl CallState {
+    /// Fresh state for one call.
+    pub fn new(limits: MemoryLimiter, output_limit: usize) -> Self {
+        Self {
+            limits,
+            table: ResourceTable::new(),
+            wasi: None,
+            output: None,
+            output_limit,
+        }
+    }
+
+    /// What the provider wrote to stdout and stderr during the call, if anything.
+    pub fn take_output(&mut self) -> Vec<(&'static str, Captured)> {
+        let Some(streams) = self.output.take() else {
+            return Vec::new();
+        };
+        ["stdout", "stderr"]
+            .into_iter()
+            .zip(streams)
+            .map(|(name, stream)| (name, stream.take()))
+            .filter(|(_, captured)| !captured.bytes.is_empty() || captured.dropped > 0)
+            .collect()
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let limit = self.output_limit;
+        let output = &mut self.output;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            let stdout = CappedOutput::new(limit);
+            let stderr = CappedOutput::new(limit);
+            let mut builder = WasiCtxBuilder::new();
+            builder
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .socket_addr_check(|_, _| Box::pin(async { false }));
+            *output = Some([stdout, stderr]);
+            // No `preopened_dir`, `env`, `args` or `stdin`: none, empty, empty, empty.
+            builder.build()
+        });
+        WasiCtxView {
+            ctx,
+            table: &mut self.table,
+        }
+    }
 }
 
 /// Caps linear memory and table growth; remembers whether the cap was hit so a trap can be reported
@@ -66,101 +126,195 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
-impl types::Host for CallState {}
+/// What one stream captured in one call.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// The first bytes written, up to the limit.
+    pub bytes: Vec<u8>,
+    /// Bytes written past the limit and dropped.
+    pub dropped: usize,
+}
 
-impl evidence::Host for CallState {}
+/// A guest's stdout or stderr: keeps the first `limit` bytes of a call, counts and drops the rest.
+/// Writes never fail and never block, so a chatty provider is not broken by the cap.
+#[derive(Clone)]
+pub struct CappedOutput {
+    kept: Arc<Mutex<Vec<u8>>>,
+    dropped: Arc<AtomicUsize>,
+    limit: usize,
+}
 
-impl evidence::HostRequest for CallState {
-    fn client_ip(&mut self, _: Resource<evidence::Request>) -> Option<types::IpAddress> {
-        self.evidence.client_ip.map(|ip| match ip {
-            IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                types::IpAddress::Ipv4((a, b, c, d))
-            }
-            IpAddr::V6(v6) => {
-                let [a, b, c, d, e, f, g, h] = v6.segments();
-                types::IpAddress::Ipv6((a, b, c, d, e, f, g, h))
-            }
-        })
+impl CappedOutput {
+    fn new(limit: usize) -> Self {
+        Self {
+            kept: Arc::new(Mutex::new(Vec::new())),
+            dropped: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
     }
 
-    fn user_agent(&mut self, _: Resource<evidence::Request>) -> Option<String> {
-        header_value(&self.evidence.head.headers, "user-agent")
+    fn push(&self, bytes: &[u8]) {
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = self.limit.saturating_sub(kept.len());
+        let (keep, drop) = bytes.split_at(bytes.len().min(room));
+        kept.extend_from_slice(keep);
+        self.dropped.fetch_add(drop.len(), Ordering::Relaxed);
     }
 
-    fn header(&mut self, _: Resource<evidence::Request>, name: String) -> Option<String> {
-        header_value(&self.evidence.head.headers, &name)
+    fn take(&self) -> Captured {
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Captured {
+            bytes: std::mem::take(&mut *kept),
+            dropped: self.dropped.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
     }
 
-    fn path(&mut self, _: Resource<evidence::Request>) -> String {
-        self.evidence.head.uri.path().to_owned()
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
     }
+}
 
-    fn query(&mut self, _: Resource<evidence::Request>) -> Option<String> {
-        self.evidence.head.uri.query().map(str::to_owned)
-    }
+/// Bytes a guest may write per `write` call (the WASI `check-write` permit).
+const WRITE_PERMIT: usize = 64 << 10;
 
-    fn drop(&mut self, _: Resource<evidence::Request>) -> wasmtime::Result<()> {
-        // The request is owned by the host; guests only ever hold borrows.
+#[wasmtime_wasi::async_trait]
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
         Ok(())
     }
-}
 
-/// All values of header `name` joined with `, `; `None` when absent or not valid UTF-8.
-fn header_value(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?.to_str().ok()?;
-    let mut out = first.to_owned();
-    for v in values {
-        out.push_str(", ");
-        out.push_str(v.to_str().ok()?);
-    }
-    Some(out)
-}
-
-impl config_store::Host for CallState {
-    fn get(&mut self, key: String) -> Result<Option<String>, config_store::Error> {
-        Ok(self
-            .settings
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone()))
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
     }
 
-    fn get_all(&mut self) -> Result<Vec<(String, String)>, config_store::Error> {
-        Ok(self.settings.as_ref().clone())
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A clock subscription that is ready at once (see the module docs).
+struct ReadyAtOnce;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ReadyAtOnce {
+    async fn ready(&mut self) {}
+}
+
+impl CallState {
+    fn ready_at_once(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let resource = self.table.push(ReadyAtOnce)?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, resource)
+    }
+}
+
+/// The origin of the monotonic clock: the first time any provider read it.
+fn monotonic_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+impl monotonic_clock::Host for CallState {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(u64::try_from(monotonic_origin().elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.ready_at_once()
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.ready_at_once()
     }
 }
 
 impl random::Host for CallState {
-    fn get_random_bytes(&mut self, len: u64) -> Vec<u8> {
+    fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
         // Bounded so a guest cannot make the host allocate without limit.
         let len = usize::try_from(len.min(1 << 16)).unwrap_or(1 << 16);
         let mut out = vec![0; len];
         rand::fill(&mut out[..]);
-        out
+        Ok(out)
     }
 
-    fn get_random_u64(&mut self) -> u64 {
-        rand::random()
+    fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
+        Ok(rand::random())
     }
 }
 
 impl wall_clock::Host for CallState {
-    fn now(&mut self) -> wall_clock::Datetime {
+    fn now(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        wall_clock::Datetime {
+        Ok(wall_clock::Datetime {
             seconds: now.as_secs(),
             nanoseconds: now.subsec_nanos(),
-        }
+        })
     }
 
-    fn resolution(&mut self) -> wall_clock::Datetime {
-        wall_clock::Datetime {
+    fn resolution(&mut self) -> wasmtime::Result<wall_clock::Datetime> {
+        Ok(wall_clock::Datetime {
             seconds: 0,
             nanoseconds: 1,
-        }
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! The `permissions explain`, `consent decode` and `providers digest` commands.
+//! The `permissions explain`, `consent decode`, `providers digest` and `providers inspect` commands.
 
 use crate::support::{component, run, sha256_of};
 
@@ -191,4 +191,75 @@ fn explain_with_a_tcf_string_names_the_deciding_purpose() {
         .expect("store-on-device");
     assert_eq!(store["decided_by"]["kind"], "tcf_consent");
     assert_eq!(store["decided_by"]["purpose"], 1);
+}
+
+#[test]
+fn providers_inspect_json_lists_world_manifest_reads_and_imports() {
+    let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HEADER_GEO"));
+    let out = stdout_of(&[
+        "providers",
+        "inspect",
+        path.to_str().expect("utf-8"),
+        "--json",
+        "--setting",
+        "country_header=CF-IPCountry",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let keys: Vec<_> = doc.as_object().expect("object").keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "imports",
+            "reads",
+            "required_permissions",
+            "sha256",
+            "size",
+            "version",
+            "world"
+        ]
+    );
+    assert_eq!(doc["world"], "geo-provider");
+    assert_eq!(doc["id"], "header-geo");
+    assert_eq!(
+        doc["reads"],
+        serde_json::json!(["header(cf-ipcountry)", "header(x-geo-region)"]),
+        "the reads follow the settings"
+    );
+    assert_eq!(doc["sha256"], sha256_of(&path));
+    assert_eq!(doc["size"], std::fs::metadata(&path).expect("file").len());
+}
+
+#[test]
+fn providers_inspect_text_shows_every_import_of_a_std_component() {
+    let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE"));
+    let out = stdout_of(&[
+        "providers",
+        "inspect",
+        path.to_str().expect("utf-8"),
+        "--setting",
+        "reads=client-ip,user-agent",
+    ]);
+    assert!(
+        out.contains("world:                edge-cookie-provider"),
+        "{out}"
+    );
+    assert!(out.contains("id:                   hostile"), "{out}");
+    assert!(out.contains("reads:                client-ip"), "{out}");
+    assert!(out.contains("user-agent"), "{out}");
+    assert!(out.contains("store-on-device"), "{out}");
+    // A std component imports the WASI its runtime uses; inspect shows each one.
+    assert!(out.contains("wasi:cli/stdout@"), "{out}");
+    assert!(out.contains("wasi:cli/exit@"), "{out}");
+}
+
+#[test]
+fn providers_inspect_refuses_a_file_that_is_not_a_component() {
+    let dir = crate::support::temp_dir("inspect-bad");
+    let path = dir.join("not.wasm");
+    std::fs::write(&path, b"not wasm").expect("write");
+    let out = crate::support::run(&["providers", "inspect", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a valid component"), "{err}");
 }

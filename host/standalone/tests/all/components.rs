@@ -1,5 +1,5 @@
-//! The bundled provider components import exactly what their world needs: no WASI beyond what the
-//! provider uses (no `wasi:cli`, `wasi:io`, filesystem or sockets), read from the compiled
+//! The bundled provider components (no_std, built with the SDK's `rt` feature) import exactly what
+//! they use: no WASI beyond it (no `wasi:cli`, `wasi:io`, filesystem or sockets), read from the compiled
 //! components by wasmtime itself.
 
 use std::collections::BTreeSet;
@@ -24,37 +24,25 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 }
 
 #[test]
-fn hmac_imports_only_evidence_config_and_randomness() {
+fn hmac_imports_only_the_contract_types_and_randomness() {
     assert_eq!(
         imports(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HMAC")),
-        set(&[
-            "gatehouse:provider/types@0.1.0",
-            "gatehouse:provider/evidence@0.1.0",
-            "wasi:config/store@0.2.0-rc.1",
-            "wasi:random/random@0.2.6",
-        ])
+        set(&["gatehouse:provider/types@0.2.0", "wasi:random/random@0.2.6"])
     );
 }
 
 #[test]
-fn ua_device_imports_only_evidence() {
+fn ua_device_imports_only_the_contract_types() {
     assert_eq!(
         imports(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_UA_DEVICE")),
-        set(&[
-            "gatehouse:provider/types@0.1.0",
-            "gatehouse:provider/evidence@0.1.0"
-        ])
+        set(&["gatehouse:provider/types@0.2.0"])
     );
 }
 
 #[test]
-fn header_geo_imports_only_evidence_and_config() {
+fn header_geo_imports_only_the_contract_types() {
     assert_eq!(
         imports(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HEADER_GEO")),
-        set(&[
-            "gatehouse:provider/types@0.1.0",
-            "gatehouse:provider/evidence@0.1.0",
-            "wasi:config/store@0.2.0-rc.1",
-        ])
+        set(&["gatehouse:provider/types@0.2.0"])
     );
 }

@@ -93,7 +93,7 @@ fn manifest_with_unknown_permission_fails_naming_it() {
 }
 
 #[test]
-fn provider_importing_an_unoffered_interface_fails_naming_it() {
+fn provider_declaring_a_read_this_host_cannot_supply_fails_naming_the_read() {
     let path = component(env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_TRANSPORT"));
     let err = startup_error(
         "transport",
@@ -104,8 +104,8 @@ fn provider_importing_an_unoffered_interface_fails_naming_it() {
         ),
     );
     assert!(err.contains("provider `fingerprint`"), "{err}");
-    assert!(err.contains("gatehouse:provider/transport@0.1.0"), "{err}");
-    assert!(err.contains("does not offer"), "{err}");
+    assert!(err.contains("read `ja4`"), "{err}");
+    assert!(err.contains("`ec.providers.fingerprint`"), "{err}");
 }
 
 #[test]

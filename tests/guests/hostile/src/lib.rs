@@ -112,7 +112,9 @@ pub fn parse_reads(value: Option<&str>) -> Result<Vec<Read>, String> {
         .collect()
 }
 
-struct HostileGuest;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct HostileGuest;
 
 impl EdgeCookieProvider for HostileGuest {
     fn describe(settings: &Settings) -> Result<Manifest, String> {
@@ -218,16 +220,17 @@ fn spin_forever() -> ! {
     }
 }
 
-/// Allocates 1 MiB chunks and writes to every page of each, keeping them all, until allocation
-/// fails (the allocation-error path then traps).
+/// Allocates 1 MiB chunks and writes to every wasm page (64 KiB) of each, keeping them all, until
+/// the host's memory cap traps the growth. Uninitialised capacity and one write per wasm page keep
+/// each chunk cheap (no memset), so the cap, not the deadline, is what stops the guest.
 fn grow_forever() -> ! {
     const CHUNK: usize = 1 << 20;
-    const PAGE: usize = 4096;
+    const WASM_PAGE: usize = 64 << 10;
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
-        let mut chunk = vec![0u8; CHUNK];
-        for byte in chunk.iter_mut().step_by(PAGE) {
-            *byte = 1;
+        let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK);
+        for slot in chunk.spare_capacity_mut().iter_mut().step_by(WASM_PAGE) {
+            slot.write(1);
         }
         hoard.push(std::hint::black_box(chunk));
     }
@@ -263,13 +266,13 @@ mod tests {
 
     #[test]
     fn reads_parse_including_named_headers() {
-        assert_eq!(
-            parse_reads(Some("client-ip, header:X-Secret,ja4")),
-            Ok(vec![
-                Read::ClientIp,
-                Read::Header("X-Secret".into()),
-                Read::Ja4
-            ])
+        let reads = parse_reads(Some("client-ip, header:X-Secret,ja4")).expect("valid");
+        assert!(
+            matches!(
+                reads.as_slice(),
+                [Read::ClientIp, Read::Header(name), Read::Ja4] if name == "X-Secret"
+            ),
+            "{reads:?}"
         );
         assert!(parse_reads(Some("everything")).is_err());
     }

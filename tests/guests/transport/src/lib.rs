@@ -12,7 +12,9 @@ use alloc::vec::Vec;
 use gatehouse_provider::edge_cookie::{EcError, EcOutput, EdgeCookieProvider};
 use gatehouse_provider::{Evidence, Header, Manifest, Read, Settings};
 
-struct TransportGuest;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct TransportGuest;
 
 impl EdgeCookieProvider for TransportGuest {
     fn describe(_settings: &Settings) -> Result<Manifest, String> {

@@ -17,7 +17,9 @@ use gatehouse_provider::{Evidence, Manifest, Settings};
 /// The permissions this guest's manifest requires; `read-minds` is defined by no policy.
 pub const REQUIRED_PERMISSIONS: [&str; 2] = ["store-on-device", "read-minds"];
 
-struct UnknownPermissionGuest;
+/// The provider, exported as this component's interface (public so native builds, where the
+/// export macro expands to nothing, still type-check it).
+pub struct UnknownPermissionGuest;
 
 impl EdgeCookieProvider for UnknownPermissionGuest {
     fn describe(_settings: &Settings) -> Result<Manifest, String> {
