@@ -6,7 +6,7 @@
 //! gatehouse-vendor-e2e --gatehouse BIN --rust EC.wasm --python GEO.wasm --js DEVICE.wasm
 //! ```
 //!
-//! `.ci/run` builds the three examples exactly as their READMEs say and runs this. Every check
+//! `.ci/vendor-e2e` builds the three examples exactly as their READMEs say and runs this. Every check
 //! prints `ok` or `FAILED` with the reason; the run ends with `N passed, M failed` and exits
 //! non-zero on any failure or missing argument. Nothing is skipped.
 //!
@@ -40,6 +40,10 @@ const GPP_TARGETED_ADS_OPT_OUT: &str = "__gpp=DBABLA~BVVpAAAAAqA; __gpp_sid=7";
 const IP_DE: &str = "192.0.2.7";
 const IP_US_CA: &str = "198.51.100.9";
 const IP_US: &str = "203.0.113.5";
+/// The Edge Cookie example's setting, for `inspect` (the serve config has the same).
+const SECRET_SETTING: &str = "secret=vendor-e2e-secret-0123456789";
+/// The geo example's IP table.
+const RANGES_SETTING: &str = "ranges=192.0.2.0/24=DE, 198.51.100.0/24=US/CA, 203.0.113.0/24=US";
 
 struct Args {
     gatehouse: PathBuf,
@@ -139,12 +143,15 @@ struct Example<'a> {
     permission: &'a str,
     reads: &'a [&'a str],
     imports: &'a [&'a str],
+    /// The settings `describe` needs (as in the serve config).
+    settings: &'a [&'a str],
 }
 
 fn inspect(gatehouse: &Path, example: &Example<'_>) -> Result<Inspected> {
     let out = Command::new(gatehouse)
         .args(["providers", "inspect", "--json"])
         .arg(example.path)
+        .args(example.settings.iter().flat_map(|s| ["--setting", s]))
         .output()
         .context("run `gatehouse providers inspect --json`")?;
     ensure!(
@@ -208,6 +215,7 @@ fn inspect(gatehouse: &Path, example: &Example<'_>) -> Result<Inspected> {
     let out = Command::new(gatehouse)
         .args(["providers", "inspect"])
         .arg(example.path)
+        .args(example.settings.iter().flat_map(|s| ["--setting", s]))
         .output()
         .context("run `gatehouse providers inspect`")?;
     ensure!(out.status.success(), "`providers inspect` failed");
@@ -233,7 +241,7 @@ fn run(args: &Args, report: &mut Report) -> Result<()> {
     let rust = Example {
         label: "vendor-rust",
         path: &args.rust,
-        world: "edge-cookie",
+        world: "edge-cookie-provider",
         id: "example-edge-cookie",
         permission: "store-on-device",
         reads: &[],
@@ -242,11 +250,12 @@ fn run(args: &Args, report: &mut Report) -> Result<()> {
             "wasi:clocks/wall-clock",
             "wasi:cli/stdout",
         ],
+        settings: &[SECRET_SETTING],
     };
     let python = Example {
         label: "vendor-python",
         path: &args.python,
-        world: "geo",
+        world: "geo-provider",
         id: "example-geo-py",
         permission: "create-ads-profile",
         reads: &["client-ip"],
@@ -255,11 +264,12 @@ fn run(args: &Args, report: &mut Report) -> Result<()> {
             "wasi:filesystem/preopens",
             "wasi:sockets/tcp",
         ],
+        settings: &[RANGES_SETTING],
     };
     let js = Example {
         label: "vendor-js",
         path: &args.js,
-        world: "device",
+        world: "device-provider",
         id: "example-device-js",
         permission: "scan-device-characteristics",
         reads: &[
@@ -269,6 +279,7 @@ fn run(args: &Args, report: &mut Report) -> Result<()> {
             "header(sec-ch-ua-model)",
         ],
         imports: &["wasi:random/random", "wasi:cli/stdout"],
+        settings: &[],
     };
     let mut pins = Vec::new();
     for example in [&rust, &python, &js] {
@@ -310,7 +321,7 @@ provider = "example"
 [geo.providers.example]
 path = "{python}"
 sha256 = "{python_sha}"
-ranges = "192.0.2.0/24=DE, 198.51.100.0/24=US/CA, 203.0.113.0/24=US"
+ranges = "{ranges}"
 
 [device]
 provider = "example"
@@ -328,8 +339,10 @@ allowed_headers = ["x-example-ec"]
 [ec.providers.example]
 path = "{rust}"
 sha256 = "{rust_sha}"
-secret = "vendor-e2e-secret-0123456789"
+secret = "{secret}"
 "#,
+        ranges = RANGES_SETTING.trim_start_matches("ranges="),
+        secret = SECRET_SETTING.trim_start_matches("secret="),
         cache = dir.join("cache").display(),
         python = args.python.display(),
         js = args.js.display(),
