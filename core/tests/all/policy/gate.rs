@@ -1,10 +1,10 @@
 //! `provider_gate`: the one decision of whether a provider is called, shared by the request path
 //! and `permissions explain --config`.
 
-use gatehouse_core::provider::ProviderKind;
 use gatehouse_core::policy::{
     ConfiguredProvider, GateBasis, GatePermissions, PermissionSet, Signals, provider_gate,
 };
+use gatehouse_core::provider::ProviderKind;
 
 use super::{default_country, embedded, gpc, id, names, set, tcf};
 
