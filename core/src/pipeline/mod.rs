@@ -713,13 +713,16 @@ struct ViewHeaders<'a>(&'a dyn RequestView);
 
 impl HeaderLookup for ViewHeaders<'_> {
     fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name).first().copied()
+    }
+
+    fn header_values(&self, name: &str) -> Vec<&str> {
         // `RequestView` takes lowercase names; configured consent header names may not be.
-        let values = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
             self.0.header_values(&name.to_ascii_lowercase())
         } else {
             self.0.header_values(name)
-        };
-        values.first().copied()
+        }
     }
 }
 
