@@ -1,10 +1,10 @@
 //! The provider gate: whether a configured provider would be called for a request, and which
 //! missing permissions stop it.
 //!
-//! This is the one place that decides it. The request path (the page
-//! pipeline after it) and the audit view (`gatehouse permissions explain --config`) both call
-//! [`provider_gate`], so what a reviewer is shown is what the server does. A new request pipeline
-//! must call it too, never re-derive the conditions.
+//! The audit view (`gatehouse permissions explain --config`) calls [`provider_gate`]. The page
+//! pipeline (`crate::pipeline`) still applies the same rules in its own code; making it call this
+//! function, so that what a reviewer is shown is what the server does by construction, is open
+//! work. Until then the two must change together.
 //!
 //! The rules, per kind:
 //!
