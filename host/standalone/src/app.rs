@@ -32,6 +32,9 @@ pub enum BuildError {
     /// The Edge Cookie or consent settings are invalid (the error names the key).
     #[error(transparent)]
     Pipeline(#[from] PipelineConfigError),
+    /// `[auction]` is invalid (the error names the key).
+    #[error(transparent)]
+    Auction(#[from] gatehouse_core::auction::AuctionConfigError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
@@ -118,7 +121,19 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         Duration::from_millis(config.origin.timeout_ms),
         config.origin.ca_file.as_deref(),
     )?;
+    let auction = match &config.auction {
+        None => None,
+        Some(auction) => Some(crate::auction::AuctionService::new(
+            gatehouse_core::auction::Auction::new(
+                policy,
+                auction.clone(),
+                &config.consent,
+                &config.ec.cookie_name,
+            )?,
+        )?),
+    };
     Ok(App {
+        auction,
         pipeline,
         runtime: rt,
         client_ip,

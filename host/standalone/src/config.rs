@@ -78,6 +78,9 @@ pub struct Config {
     /// `[consent]`: consent signal extraction and pipeline settings.
     #[serde(default)]
     pub consent: gatehouse_core::consent::ConsentConfig,
+    /// `[auction]` and `[[auction.bidders]]`: `POST /_ts/api/v1/auction` (absent: the route
+    /// answers 404).
+    pub auction: Option<gatehouse_core::auction::AuctionConfig>,
 }
 
 /// `[server]`.

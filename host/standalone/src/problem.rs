@@ -24,6 +24,10 @@ pub enum Problem {
     OriginTimeout,
     /// The TLS connection to the origin failed (certificate unknown, name mismatch, ...).
     OriginTls,
+    /// A body in a media type the route does not accept (the auction takes `application/json`).
+    UnsupportedMediaType,
+    /// The auction request is not valid; the problem's `field` names the JSON path.
+    InvalidAuctionInput,
 }
 
 impl Problem {
@@ -64,12 +68,33 @@ impl Problem {
                 "origin-tls",
                 "The TLS connection to the publisher origin failed",
             ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body's media type is not accepted by this route",
+            ),
+            Self::InvalidAuctionInput => (
+                StatusCode::BAD_REQUEST,
+                "invalid-auction-input",
+                "The auction request is invalid",
+            ),
         }
     }
 
     /// Renders the problem document, with `detail` when given.
     #[must_use]
     pub fn response(self, detail: Option<&str>) -> Response<Body> {
+        self.response_with(detail, &[])
+    }
+
+    /// Renders the problem document with `detail` and extension members (RFC 9457 §3.2), such
+    /// as `field` for [`Problem::InvalidAuctionInput`].
+    #[must_use]
+    pub fn response_with(
+        self,
+        detail: Option<&str>,
+        extensions: &[(&str, &str)],
+    ) -> Response<Body> {
         let (status, slug, title) = self.parts();
         let mut doc = serde_json::json!({
             "type": format!("/_ts/problems/{slug}"),
@@ -78,6 +103,9 @@ impl Problem {
         });
         if let Some(detail) = detail {
             doc["detail"] = detail.into();
+        }
+        for (name, value) in extensions {
+            doc[*name] = (*value).into();
         }
         let mut response = Response::new(
             Full::new(Bytes::from(doc.to_string()))

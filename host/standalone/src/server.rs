@@ -40,6 +40,8 @@ pub struct App {
     pub max_body_bytes: u64,
     /// The origin.
     pub origin: Origin,
+    /// `[auction]`: `POST /_ts/api/v1/auction`, when configured.
+    pub auction: Option<crate::auction::AuctionService>,
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -62,7 +64,8 @@ pub async fn handle(
         return problem;
     }
     let path = req.uri().path();
-    if path == "/_ts" || path.starts_with("/_ts/") {
+    let auction = path == crate::auction::ROUTE;
+    if !auction && (path == "/_ts" || path.starts_with("/_ts/")) {
         return own_route(app, lifecycle, &req);
     }
     if !app.client_ip.peer_is_trusted(peer.ip()) {
@@ -77,6 +80,9 @@ pub async fn handle(
                 "removed CDN fact headers sent by an untrusted peer"
             );
         }
+    }
+    if auction {
+        return crate::auction::handle(app, peer, req).await;
     }
     proxy(app, peer, req).await
 }
@@ -98,12 +104,16 @@ fn refuse_malformed(req: &Request<Incoming>) -> Option<Response<Body>> {
 
 fn own_route(app: &App, lifecycle: Lifecycle, req: &Request<Incoming>) -> Response<Body> {
     let route = req.uri().path();
-    let known = matches!(route, "/_ts/health" | "/_ts/metrics");
+    let known = matches!(route, "/_ts/health" | "/_ts/metrics" | "/_ts/openapi.json");
     if !known {
         return Problem::NotFound.response(Some(&format!("`{route}` is not a Gatehouse route")));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Problem::MethodNotAllowed.response(None);
+        let mut response = Problem::MethodNotAllowed.response(None);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
     match route {
         "/_ts/health" => {
@@ -119,9 +129,14 @@ fn own_route(app: &App, lifecycle: Lifecycle, req: &Request<Incoming>) -> Respon
             });
             text_response(status, "application/json", doc.to_string())
         }
+        "/_ts/openapi.json" => text_response(StatusCode::OK, "application/json", OPENAPI.into()),
         _ => text_response(StatusCode::OK, "text/plain; version=0.0.4", metrics(app)),
     }
 }
+
+/// The OpenAPI 3.1 document of every `/_ts/` route (`docs/openapi.json`), served at
+/// `GET /_ts/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 fn metrics(app: &App) -> String {
     let mut out = String::from(
@@ -132,6 +147,9 @@ fn metrics(app: &App) -> String {
         out.push_str(&format!(
             "gatehouse_provider_failures_total{{kind=\"{kind}\",provider=\"{provider}\",reason=\"{reason}\"}} {count}\n"
         ));
+    }
+    if let Some(auction) = &app.auction {
+        out.push_str(&auction.metrics_text());
     }
     out
 }
@@ -152,9 +170,9 @@ fn full(body: impl Into<Bytes>) -> Body {
 }
 
 /// The core's view of a hyper request head plus the trusted client address.
-struct HyperRequestView<'a> {
-    head: &'a http::request::Parts,
-    client_ip: std::net::IpAddr,
+pub(crate) struct HyperRequestView<'a> {
+    pub(crate) head: &'a http::request::Parts,
+    pub(crate) client_ip: std::net::IpAddr,
 }
 
 impl RequestView for HyperRequestView<'_> {
@@ -186,7 +204,7 @@ impl RequestView for HyperRequestView<'_> {
 }
 
 /// Header maps as the pipeline edits them.
-struct HyperHeaders<'a>(&'a mut http::HeaderMap);
+pub(crate) struct HyperHeaders<'a>(pub(crate) &'a mut http::HeaderMap);
 
 impl EditableHeaders for HyperHeaders<'_> {
     fn values(&self, name: &str) -> Vec<&[u8]> {
@@ -212,7 +230,7 @@ impl EditableHeaders for HyperHeaders<'_> {
 }
 
 /// The wall clock, for consent expiry.
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix_seconds(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! The standalone host's integration tests: the real `gatehouse` binary on loopback, with real
 //! provider components and a loopback origin. One test binary, one module per area.
 
+mod auction;
 mod audit;
 mod cli;
 mod cli_consent;
@@ -9,6 +10,7 @@ mod consent_e2e;
 mod hardening;
 mod hostile;
 mod http2;
+mod openapi;
 mod origin_tls;
 mod reload;
 mod serve;

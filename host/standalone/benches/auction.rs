@@ -1,0 +1,246 @@
+//! Issue 13, must-show 5: the overhead of one auction beyond its slowest bidder.
+//!
+//! Starts the real `gatehouse serve` (the bench profile's binary) with the three bundled
+//! providers and three loopback OpenRTB bidders that answer after 1, 2 and 3 ms. Each bidder
+//! measures its own service time (request read → response written). For every auction,
+//!
+//! ```text
+//! overhead = page round trip − the slowest bidder's service time
+//! ```
+//!
+//! is what Gatehouse adds: reading and validating the input, the page pipeline (geo, device and
+//! Edge Cookie providers), building and serialising three bid requests, three loopback HTTP
+//! exchanges, choosing the winners and answering. In the same run, a client calling the slowest
+//! bidder directly gives the cost of one bare loopback HTTP exchange (`direct`), for comparison.
+//! Requests are sequential over one keep-alive connection, so the numbers are latencies, not
+//! throughput.
+//!
+//! Usage: `cargo bench -p gatehouse --bench auction [-- SAMPLES]` (default 2000 after 200
+//! warm-up auctions). Binds 127.0.0.1 only; the server is stopped on exit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+
+/// A loopback OpenRTB bidder answering after `delay`, recording its last service time in ns.
+fn bidder(delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let last = Arc::new(AtomicU64::new(0));
+    let record = Arc::clone(&last);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let record = Arc::clone(&record);
+            std::thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let Some(body) = read_message(&mut reader) else {
+                        return;
+                    };
+                    let started = Instant::now();
+                    let request: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_default();
+                    std::thread::sleep(delay);
+                    let answer = serde_json::json!({
+                        "id": request["id"], "cur": "USD",
+                        "seatbid": [{"bid": [{"id": "1", "impid": "1", "price": 1.0 + delay.as_secs_f64(),
+                            "w": 300, "h": 250, "adm": "<div>ad</div>"}]}]
+                    })
+                    .to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    // Stored before the answer leaves, so the client always reads this
+                    // auction's value.
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    record.store(nanos, Ordering::SeqCst);
+                    if reader.get_mut().write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, last)
+}
+
+/// Reads one HTTP/1.1 message (head + `Content-Length` body); returns the body.
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut length = 0;
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            if first {
+                continue;
+            }
+            break;
+        }
+        first = false;
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn post(reader: &mut BufReader<TcpStream>, path: &str, body: &str) -> Vec<u8> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: news.example\r\nUser-Agent: {UA}\r\nX-Geo-Country: US\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    reader
+        .get_mut()
+        .write_all(request.as_bytes())
+        .expect("send");
+    read_message(reader).expect("a response")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+struct Stop(Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let samples: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let bidders: Vec<(SocketAddr, Arc<AtomicU64>)> = [1, 2, 3]
+        .into_iter()
+        .map(|ms| bidder(Duration::from_millis(ms)))
+        .collect();
+    let dir = std::env::temp_dir().join(format!("gatehouse-auction-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [origin]\nurl = \"builtin:demo\"\n[runtime]\ncache_dir = \"{}\"\n\
+         [geo]\ndefault_country = \"US\"\nprovider = \"header-geo\"\n[device]\nprovider = \"ua-device\"\n\
+         [ec]\nprovider = \"hmac\"\n[ec.providers.hmac]\npassphrase = \"bench\"\n\
+         [auction]\ntmax_ms = 1000\n",
+        dir.join("cache").display()
+    );
+    for (i, (addr, _)) in bidders.iter().enumerate() {
+        config.push_str(&format!(
+            "[[auction.bidders]]\nname = \"b{i}\"\nurl = \"http://{addr}/\"\nbidstream_enabled = true\n"
+        ));
+    }
+    let config_path = dir.join("gatehouse.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Stop(child);
+    let addr: SocketAddr = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("gatehouse listening on http://")
+                .map(str::to_owned)
+        })
+        .expect("listening line")
+        .parse()
+        .expect("address");
+    let body = serde_json::json!({
+        "page_url": "https://news.example/a",
+        "ad_units": [
+            {"code": "top", "media_type": "banner", "sizes": [[300, 250], [728, 90]]},
+            {"code": "side", "media_type": "banner", "sizes": [[160, 600]], "floor": 0.2}
+        ]
+    })
+    .to_string();
+    let connect = |addr: SocketAddr| {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        BufReader::new(stream)
+    };
+    let mut client = connect(addr);
+    let first: serde_json::Value =
+        serde_json::from_slice(&post(&mut client, "/_ts/api/v1/auction", &body)).expect("json");
+    assert_eq!(
+        first["winners"][0]["bidder"], "b2",
+        "every bidder answers and the highest bid wins: {first}"
+    );
+    let slowest = &bidders[2];
+    let mut direct_client = connect(slowest.0);
+    let direct_body = r#"{"id":"x"}"#;
+    let mut overhead = Vec::with_capacity(samples);
+    let mut direct = Vec::with_capacity(samples);
+    for i in 0..(200 + samples) {
+        let started = Instant::now();
+        let answer = post(&mut client, "/_ts/api/v1/auction", &body);
+        let total = started.elapsed().as_secs_f64() * 1e3;
+        let slowest_service = bidders
+            .iter()
+            .map(|(_, last)| last.load(Ordering::SeqCst))
+            .max()
+            .unwrap_or(0) as f64
+            / 1e6;
+        assert!(answer.starts_with(b"{\"id\""), "an auction answer");
+        let started = Instant::now();
+        post(&mut direct_client, "/", direct_body);
+        let direct_total = started.elapsed().as_secs_f64() * 1e3;
+        let direct_service = slowest.1.load(Ordering::SeqCst) as f64 / 1e6;
+        if i >= 200 {
+            overhead.push(total - slowest_service);
+            direct.push(direct_total - direct_service);
+        }
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    for v in [&mut overhead, &mut direct] {
+        v.sort_by(f64::total_cmp);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "auction overhead beyond the slowest bidder ({samples} auctions, 3 bidders at 1/2/3 ms, \
+         3 providers; loadavg {}):",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (name, v) in [
+        ("gatehouse auction", &overhead),
+        ("direct to bidder ", &direct),
+    ] {
+        println!(
+            "  {name}  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms",
+            percentile(v, 0.5),
+            percentile(v, 0.9),
+            percentile(v, 0.99)
+        );
+    }
+    println!(
+        "  ratio p50 auction overhead / one direct loopback exchange: {:.1}x",
+        percentile(&overhead, 0.5) / percentile(&direct, 0.5)
+    );
+}
