@@ -338,7 +338,7 @@ fn tc_string(purposes: &[u8], updated_unix: u64) -> String {
     push(0, 1);
     push(0, 12); // no publisher restrictions
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    while bits.len() % 6 != 0 {
+    while !bits.len().is_multiple_of(6) {
         bits.push('0');
     }
     bits.as_bytes()

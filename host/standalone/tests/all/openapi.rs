@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
@@ -270,7 +269,7 @@ fn openapi_pending_fragments_are_well_formed() {
     // (see its README). Each is `{"paths": {...}, "components": {"schemas": {...}}}` with new
     // `/_ts/` paths only and no schema name the document already defines.
     let doc = document();
-    let dir = PathBuf::from(workspace_root()).join("docs/openapi-pending");
+    let dir = workspace_root().join("docs/openapi-pending");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
