@@ -27,8 +27,20 @@ use std::time::{Duration, Instant};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
 
+/// How a bench bidder answers after its delay.
+#[derive(Clone, Copy)]
+enum Mode {
+    Bid,
+    Status500,
+    Malformed,
+}
+
 /// A loopback OpenRTB bidder answering after `delay`, recording its last service time in ns.
 fn bidder(delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
+    bidder_with(delay, Mode::Bid)
+}
+
+fn bidder_with(delay: Duration, mode: Mode) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let last = Arc::new(AtomicU64::new(0));
@@ -53,8 +65,13 @@ fn bidder(delay: Duration) -> (SocketAddr, Arc<AtomicU64>) {
                             "w": 300, "h": 250, "adm": "<div>ad</div>"}]}]
                     })
                     .to_string();
+                    let (status, answer) = match mode {
+                        Mode::Bid => (200, answer),
+                        Mode::Status500 => (500, String::new()),
+                        Mode::Malformed => (200, "{\"id\": [".to_owned()),
+                    };
                     let response = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
                         answer.len()
                     );
                     // Stored before the answer leaves, so the client always reads this
@@ -123,6 +140,74 @@ impl Drop for Stop {
     }
 }
 
+/// Starts `gatehouse serve` with `config` written at `path`; stopped when the guard drops.
+fn serve(path: &std::path::Path, config: &str) -> (Stop, SocketAddr) {
+    std::fs::write(path, config).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(path)
+        .env("GATEHOUSE_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Stop(child);
+    let addr = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("gatehouse listening on http://")
+                .map(str::to_owned)
+        })
+        .expect("listening line")
+        .parse()
+        .expect("address");
+    (server, addr)
+}
+
+/// Must-show 2 in release: tmax 50 ms, a bidder sleeping 10× tmax, one answering 500, one
+/// malformed, one good. Returns the sorted answer times minus tmax, in ms.
+fn isolation(dir: &std::path::Path, rounds: usize, body: &str) -> Vec<f64> {
+    const TMAX_MS: u64 = 50;
+    let bidders = [
+        ("sleeper", bidder(Duration::from_millis(10 * TMAX_MS)).0),
+        ("broken", bidder_with(Duration::ZERO, Mode::Status500).0),
+        ("malformed", bidder_with(Duration::ZERO, Mode::Malformed).0),
+        ("good", bidder(Duration::ZERO).0),
+    ];
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[origin]\nurl = \"builtin:demo\"\n\
+         [runtime]\ncache_dir = \"{}\"\n[geo]\ndefault_country = \"US\"\n\
+         [auction]\ntmax_ms = {TMAX_MS}\n",
+        dir.join("cache").display()
+    );
+    for (name, addr) in bidders {
+        config.push_str(&format!(
+            "[[auction.bidders]]\nname = \"{name}\"\nurl = \"http://{addr}/\"\n"
+        ));
+    }
+    let (_server, addr) = serve(&dir.join("isolation.toml"), &config);
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut client = BufReader::new(stream);
+    let mut beyond = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&post(&mut client, "/_ts/api/v1/auction", body)).expect("json");
+        beyond.push(started.elapsed().as_secs_f64() * 1e3 - TMAX_MS as f64);
+        assert_eq!(answer["winners"][0]["bidder"], "good", "{answer}");
+        assert_eq!(
+            answer["timed_out"],
+            serde_json::json!(["sleeper"]),
+            "{answer}"
+        );
+    }
+    beyond.sort_by(f64::total_cmp);
+    beyond
+}
+
 fn main() {
     let samples: usize = std::env::args()
         .skip(1)
@@ -147,28 +232,7 @@ fn main() {
             "[[auction.bidders]]\nname = \"b{i}\"\nurl = \"http://{addr}/\"\nbidstream_enabled = true\n"
         ));
     }
-    let config_path = dir.join("gatehouse.toml");
-    std::fs::write(&config_path, config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start gatehouse");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Stop(child);
-    let addr: SocketAddr = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("gatehouse listening on http://")
-                .map(str::to_owned)
-        })
-        .expect("listening line")
-        .parse()
-        .expect("address");
+    let (server, addr) = serve(&dir.join("gatehouse.toml"), &config);
     let body = serde_json::json!({
         "page_url": "https://news.example/a",
         "ad_units": [
@@ -215,6 +279,7 @@ fn main() {
         }
     }
     drop(server);
+    let isolation = isolation(&dir, 50, &body);
     let _ = std::fs::remove_dir_all(&dir);
     for v in [&mut overhead, &mut direct] {
         v.sort_by(f64::total_cmp);
@@ -242,5 +307,11 @@ fn main() {
     println!(
         "  ratio p50 auction overhead / one direct loopback exchange: {:.1}x",
         percentile(&overhead, 0.5) / percentile(&direct, 0.5)
+    );
+    println!(
+        "isolation (tmax 50 ms; a bidder sleeping 500 ms, one 500, one malformed, one good; \
+         50 auctions): answer after tmax + p50 {:.2} ms, max {:.2} ms",
+        percentile(&isolation, 0.5),
+        isolation.last().copied().unwrap_or_default()
     );
 }
