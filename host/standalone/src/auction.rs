@@ -30,7 +30,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gatehouse_core::auction::{
-    Auction, AuctionContext, BidderError, BidderOutcome, MAX_INPUT_BYTES, OutboundBidRequest,
+    Auction, AuctionContext, BidderOutcome, BidderReport, BidderStatus, MAX_INPUT_BYTES,
+    OutboundBidRequest,
 };
 use gatehouse_core::openrtb::MAX_RESPONSE_BYTES;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -142,19 +143,21 @@ impl BidderMetrics {
         }
     }
 
-    fn record(&self, index: usize, error: Option<&BidderError>) {
+    /// Counts one bid request of the `index`-th bidder and what became of it.
+    fn record(&self, index: usize, report: &BidderReport) {
         let Some((name, requests, timeouts)) = self.bidders.get(index) else {
             return;
         };
         requests.fetch_add(1, Ordering::Relaxed);
-        match error {
-            None => {}
-            Some(BidderError::TimedOut { .. }) => {
+        match report.status {
+            BidderStatus::Bid | BidderStatus::NoBid => {}
+            BidderStatus::TimedOut => {
                 timeouts.fetch_add(1, Ordering::Relaxed);
             }
-            Some(other) => {
+            BidderStatus::Failed => {
                 if let Ok(mut errors) = self.errors.lock() {
-                    *errors.entry((name.clone(), other.label())).or_default() += 1;
+                    let reason = report.error.unwrap_or("unknown");
+                    *errors.entry((name.clone(), reason)).or_default() += 1;
                 }
             }
         }
@@ -310,11 +313,7 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         .auction
         .choose_winners(&input, &request_id, &outcomes);
     for (i, report) in result.bidders.iter().enumerate() {
-        let error = result
-            .errors
-            .iter()
-            .find(|e| error_bidder(e) == Some(report.bidder.as_str()));
-        service.metrics.record(i, error);
+        service.metrics.record(i, report);
     }
     for error in &result.errors {
         tracing::info!(error = error.label(), "auction: {error}");
@@ -342,19 +341,6 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         .edit_response(&response_edits, &mut HyperHeaders(response.headers_mut()));
     *response.status_mut() = StatusCode::OK;
     response
-}
-
-/// The bidder a [`BidderError`] names.
-fn error_bidder(error: &BidderError) -> Option<&str> {
-    match error {
-        BidderError::TimedOut { bidder }
-        | BidderError::Transport { bidder }
-        | BidderError::Status { bidder, .. }
-        | BidderError::Response { bidder, .. }
-        | BidderError::RequestIdMismatch { bidder }
-        | BidderError::Currency { bidder, .. } => Some(bidder),
-        _ => None,
-    }
 }
 
 fn too_large() -> Response<Body> {
