@@ -132,11 +132,11 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 /// CPU time (the calling thread's, so host work it causes such as instantiation counts too) and
 /// a wall-clock backstop for time spent blocked.
 ///
-/// Nothing is measured when a call starts: the first tick records where the thread's CPU clock
-/// and the wall clock stand, and later ticks measure from there. A call that ends within its first
-/// tick (every well-behaved provider) therefore costs no clock read at all; the price is that up to
-/// one tick of work before the first check is not counted, so a looping provider is cut off at
-/// most one tick after its budget.
+/// Nothing is measured when a call starts: the first tick during the call records where the
+/// thread's CPU clock and the wall clock stand, and later ticks measure from there. A call no tick
+/// falls into (nearly every call of a well-behaved provider) therefore reads no clock at all; the
+/// price is that the work before the first tick (at most one tick's worth) is not counted, so a
+/// looping provider is cut off at most one tick after its budget.
 #[derive(Debug)]
 pub struct CallBudget {
     cpu: std::time::Duration,
