@@ -153,7 +153,17 @@ pub fn runtime_limits(config: &Config) -> runtime::Limits {
         None => default_cache_dir(),
     };
     runtime::Limits {
+        call_cpu: Duration::from_millis(config.runtime.call_cpu_ms),
         call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
+        max_concurrent_pipelines: config.runtime.max_concurrent_pipelines,
+        answer_cache: runtime::AnswerCacheLimits {
+            enabled: config.runtime.answer_cache.enabled,
+            max_entries: usize::try_from(config.runtime.answer_cache.max_entries)
+                .ok()
+                .and_then(std::num::NonZeroUsize::new)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+            ttl: Duration::from_secs(config.runtime.answer_cache.ttl_secs),
+        },
         memory_bytes: usize::try_from(config.runtime.memory_limit_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         max_instances: config.runtime.max_instances,

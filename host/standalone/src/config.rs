@@ -207,9 +207,22 @@ pub struct PolicyConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// `call_timeout_ms`: deadline for one provider call, instantiation included.
+    /// `call_cpu_ms`: the CPU time one provider call may use, instantiation included, measured on
+    /// the calling thread's CPU clock (so a busy machine does not use it up). A provider's own
+    /// `call-budget-ms` applies within it.
+    #[serde(default = "default_call_cpu")]
+    pub call_cpu_ms: u64,
+    /// `call_timeout_ms`: the wall-clock backstop of one provider call, for time spent blocked
+    /// rather than computing.
     #[serde(default = "default_call_timeout")]
     pub call_timeout_ms: u64,
+    /// `max_concurrent_pipelines`: page requests whose pipeline (provider calls included) runs at
+    /// once, each on a thread taken off the async workers; more wait for a slot.
+    #[serde(default = "default_max_concurrent_pipelines")]
+    pub max_concurrent_pipelines: u32,
+    /// `[runtime.answer_cache]`: answers of pure providers, reused for identical inputs.
+    #[serde(default)]
+    pub answer_cache: AnswerCacheConfig,
     /// `memory_limit_mib`: linear-memory cap per provider instance. The default, 128, leaves room
     /// for componentize-py and componentize-js output, whose initial memories exceed 16 MiB.
     #[serde(default = "default_memory_limit")]
@@ -243,7 +256,10 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
+            call_cpu_ms: default_call_cpu(),
             call_timeout_ms: default_call_timeout(),
+            max_concurrent_pipelines: default_max_concurrent_pipelines(),
+            answer_cache: AnswerCacheConfig::default(),
             memory_limit_mib: default_memory_limit(),
             max_instances: default_max_instances(),
             max_core_instances_per_component: default_max_core_instances(),
@@ -256,14 +272,58 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// `[runtime.answer_cache]`. A provider is pure when its component imports nothing but the
+/// provider types (no random, no clock, no other WASI), decided at load; only pure providers'
+/// answers are cached, keyed by the evidence they declared (one cache per provider, so component
+/// and settings are fixed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCacheConfig {
+    /// `enabled`: cache pure providers' answers (default `true`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `max_entries`: answers kept per provider, least recently used evicted (default 10000).
+    #[serde(default = "default_answer_cache_entries")]
+    pub max_entries: u64,
+    /// `ttl_secs`: how long an answer is reused (default 300).
+    #[serde(default = "default_answer_cache_ttl")]
+    pub ttl_secs: u64,
+}
+
+impl Default for AnswerCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_entries: default_answer_cache_entries(),
+            ttl_secs: default_answer_cache_ttl(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_answer_cache_entries() -> u64 {
+    10_000
+}
+fn default_answer_cache_ttl() -> u64 {
+    300
+}
+
 fn default_max_headers() -> usize {
     gatehouse_core::pipeline::ProviderHeaderLimits::default().max_count
 }
 fn default_max_header_bytes() -> usize {
     gatehouse_core::pipeline::ProviderHeaderLimits::default().max_bytes
 }
-fn default_call_timeout() -> u64 {
+fn default_call_cpu() -> u64 {
     5
+}
+fn default_call_timeout() -> u64 {
+    1000
+}
+fn default_max_concurrent_pipelines() -> u32 {
+    64
 }
 fn default_memory_limit() -> u64 {
     128
@@ -683,6 +743,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_runtime()?;
         self.client_ip_header()?;
         self.cdn_headers()?;
         if self.server.max_body_bytes == 0 {
@@ -690,6 +751,29 @@ impl Config {
                 "server.max_body_bytes",
                 "must be greater than 0",
             ));
+        }
+        Ok(())
+    }
+
+    /// The `[runtime]` values that have a range.
+    fn validate_runtime(&self) -> Result<(), ConfigError> {
+        let r = &self.runtime;
+        for (key, value) in [
+            ("runtime.call_cpu_ms", r.call_cpu_ms),
+            ("runtime.call_timeout_ms", r.call_timeout_ms),
+            (
+                "runtime.max_concurrent_pipelines",
+                u64::from(r.max_concurrent_pipelines),
+            ),
+            (
+                "runtime.answer_cache.max_entries",
+                r.answer_cache.max_entries,
+            ),
+            ("runtime.answer_cache.ttl_secs", r.answer_cache.ttl_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
         }
         Ok(())
     }

@@ -4,8 +4,10 @@
 //! the wall clock; the server applies the edits it returns to the forwarded request and the
 //! response.
 //!
-//! Provider calls are synchronous and bounded by the per-call deadline (5 ms by default, three
-//! providers at most per request), so they run inline on the connection's task.
+//! Provider calls are synchronous and bounded by a per-call CPU budget, but a slow provider must
+//! not stall unrelated connections: a page request's pipeline runs through
+//! [`ProviderRuntime::run_blocking`], off the async workers; requests that call no provider run
+//! inline.
 
 use std::net::SocketAddr;
 
@@ -148,6 +150,17 @@ fn metrics(app: &App) -> String {
             "gatehouse_provider_failures_total{{kind=\"{kind}\",provider=\"{provider}\",reason=\"{reason}\"}} {count}\n"
         ));
     }
+    out.push_str(
+        "# HELP gatehouse_provider_answer_cache_total Calls of pure providers, answered from the cache (hit) or by the provider (miss).\n\
+         # TYPE gatehouse_provider_answer_cache_total counter\n",
+    );
+    for (kind, provider, counts) in app.runtime.answer_cache_counts() {
+        for (result, count) in [("hit", counts.hits), ("miss", counts.misses)] {
+            out.push_str(&format!(
+                "gatehouse_provider_answer_cache_total{{kind=\"{kind}\",provider=\"{provider}\",result=\"{result}\"}} {count}\n"
+            ));
+        }
+    }
     if let Some(auction) = &app.auction {
         out.push_str(&auction.metrics_text());
     }
@@ -248,8 +261,16 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
             head: &head,
             client_ip: chain.client,
         };
-        let mut providers = app.runtime.for_request();
-        app.pipeline.run(&view, &SystemClock, &mut providers)
+        let run = || {
+            let mut providers = app.runtime.for_request();
+            app.pipeline.run(&view, &SystemClock, &mut providers)
+        };
+        // Provider calls (and any synchronous store call) never run on an async worker.
+        if app.runtime.has_providers() && gatehouse_core::pipeline::is_page_request(&view) {
+            app.runtime.run_blocking(run).await
+        } else {
+            run()
+        }
     };
     if let Some(decision) = &outcome.decision {
         for (kind, failure) in &decision.failures {

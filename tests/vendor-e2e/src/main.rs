@@ -310,7 +310,8 @@ url = "builtin:demo"
 
 [runtime]
 cache_dir = "{cache}"
-# Interpreted providers on a loaded CI machine: a roomy deadline and memory.
+# Interpreted providers on a loaded CI machine: a roomy CPU budget, backstop and memory.
+call_cpu_ms = 2000
 call_timeout_ms = 2000
 memory_limit_mib = 128
 

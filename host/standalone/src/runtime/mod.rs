@@ -11,14 +11,17 @@
 //! - Manifests are validated at load ([`gatehouse_core::provider::manifest`]): a provider whose
 //!   manifest declares a forbidden header, a read this host cannot supply (`ja4`,
 //!   `http2-fingerprint`), an unknown permission or a malformed id never loads.
-//! - Every call runs under an epoch deadline (instantiation included: the provider's
-//!   `call-budget-ms`, capped by `runtime.call_timeout_ms`) and a linear-memory cap; a provider
-//!   that traps, loops, exits or exhausts memory is cut off and reported as a
-//!   [`ProviderFailure`], never a crash.
+//! - Every call runs under a budget of the provider's own CPU time (instantiation included: the
+//!   provider's `call-budget-ms`, capped by `runtime.call_cpu_ms`), checked on every epoch tick
+//!   against the calling thread's CPU clock, so a busy machine does not use it up; a wall-clock
+//!   backstop (`runtime.call_timeout_ms`) bounds time spent blocked. Plus a linear-memory cap. A
+//!   provider that traps, loops, exits or exhausts memory is cut off and reported as a
+//!   [`ProviderFailure`], never a crash. Why CPU time and not fuel: BENCHMARKS.md.
 //! - A fresh instance per call means a provider can keep no state across visitors.
 //! - One generic loader and call path ([`world::World`]) serve all three kinds.
 //! - Compiled components are cached on disk keyed by (component sha256, engine compatibility hash).
 
+mod answer_cache;
 mod bindings;
 mod cache;
 mod error;
@@ -42,9 +45,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::config::{ComponentSource, SelectedProvider};
+use answer_cache::{AnswerCache, AnswerKey};
+pub use answer_cache::{AnswerCacheLimits, AnswerCounts};
 pub use error::{LoadError, LoadErrorReason, pool_limit_key};
 pub use imports::{OFFERED, PROVIDER_INTERFACE_VERSION};
-use state::{CallState, MemoryLimiter};
+use state::{CallBudget, CallState, MemoryLimiter};
 use world::{DeviceWorld, EdgeCookieWorld, GeoWorld, World};
 
 /// The first-party providers compiled into this binary, per kind.
@@ -79,7 +84,10 @@ pub fn bundled_names(kind: ProviderKind) -> Vec<&'static str> {
 /// Sandbox limits, from `[runtime]`.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// `call_timeout_ms`: the publisher's cap on one provider call, instantiation included.
+    /// `call_cpu_ms`: the publisher's cap on the CPU time of one provider call, instantiation
+    /// included; a provider's own `call-budget-ms` applies within it.
+    pub call_cpu: Duration,
+    /// `call_timeout_ms`: the wall-clock backstop of one provider call, for time spent blocked.
     pub call_timeout: Duration,
     /// `memory_limit_mib`: linear-memory cap per instance, in bytes.
     pub memory_bytes: usize,
@@ -97,13 +105,18 @@ pub struct Limits {
     pub forbidden_headers: Vec<String>,
     /// `cache_dir`: where compiled components are cached, if anywhere.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// `max_concurrent_pipelines`: pipeline runs off the async workers at once.
+    pub max_concurrent_pipelines: u32,
+    /// `[runtime.answer_cache]`: pure providers' answers.
+    pub answer_cache: AnswerCacheLimits,
 }
 
 impl Default for Limits {
     /// The `[runtime]` defaults (see `config::RuntimeConfig`).
     fn default() -> Self {
         Self {
-            call_timeout: Duration::from_millis(5),
+            call_cpu: Duration::from_millis(5),
+            call_timeout: Duration::from_millis(1000),
             memory_bytes: 128 << 20,
             max_instances: 1000,
             max_core_instances_per_component: 32,
@@ -112,6 +125,8 @@ impl Default for Limits {
             output_limit_bytes: 4096,
             forbidden_headers: Vec::new(),
             cache_dir: None,
+            max_concurrent_pipelines: 64,
+            answer_cache: AnswerCacheLimits::default(),
         }
     }
 }
@@ -119,10 +134,10 @@ impl Default for Limits {
 /// The epoch tick; deadlines are measured in ticks of this length.
 const TICK: Duration = Duration::from_millis(1);
 
-/// Deadline for `describe` at load time: the first instantiation of a component is slower than
-/// warm per-request calls (lazy initialisation, page faults), and startup must not fail on a
-/// briefly loaded machine. It still bounds a provider that loops in `describe`.
-const DESCRIBE_DEADLINE_TICKS: u64 = 2_000;
+/// Budget (CPU and wall clock) for `describe` at load time: the first instantiation of a
+/// component is slower than warm per-request calls (lazy initialisation, page faults), and startup
+/// must not fail on a briefly loaded machine. It still bounds a provider that loops in `describe`.
+const DESCRIBE_BUDGET: Duration = Duration::from_secs(2);
 
 /// Bytes of each linear memory restored in place (not madvised) when an instance is freed. With
 /// PAGEMAP_SCAN only dirtied pages count against it; without, this many low bytes are memset, which
@@ -136,7 +151,8 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// Table elements a provider may grow a table to.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Builds the engine: pooling allocator, epoch interruption, no async, no fuel.
+/// Builds the engine: pooling allocator, epoch interruption (the tick on which call budgets are
+/// checked), no async, no fuel.
 fn build_engine(limits: &Limits) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(limits.max_instances)
@@ -315,15 +331,15 @@ impl Sandbox {
         })
     }
 
-    fn deadline_ticks(&self, budget_ms: Option<u32>) -> u64 {
-        let cap = u64::try_from(self.limits.call_timeout.as_millis()).unwrap_or(u64::MAX);
+    /// A provider's CPU budget: its own `call-budget-ms`, within the publisher's cap.
+    fn cpu_budget(&self, budget_ms: Option<u32>) -> Duration {
+        let cap = self.limits.call_cpu;
         budget_ms
-            .map_or(cap, |b| u64::from(b).min(cap))
-            .max(1)
-            .saturating_add(1)
+            .map_or(cap, |b| Duration::from_millis(u64::from(b)).min(cap))
+            .max(TICK)
     }
 
-    fn new_store(&self, deadline_ticks: u64) -> Store<CallState> {
+    fn new_store(&self, cpu: Duration, wall: Duration) -> Store<CallState> {
         let mut store = Store::new(
             &self.engine,
             CallState::new(
@@ -332,12 +348,14 @@ impl Sandbox {
                     max_table_elements: MAX_TABLE_ELEMENTS,
                     hit: false,
                 },
+                CallBudget::new(cpu, wall),
                 self.limits.output_limit_bytes,
             ),
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(deadline_ticks);
-        store.epoch_deadline_trap();
+        // The budget is checked on every tick; see `CallBudget`.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().budget.on_tick()));
         store
     }
 
@@ -379,7 +397,7 @@ impl Sandbox {
                     message,
                 })
             })?;
-        let mut store = self.new_store(DESCRIBE_DEADLINE_TICKS);
+        let mut store = self.new_store(DESCRIBE_BUDGET, DESCRIBE_BUDGET);
         let answer = outside_async(|| {
             let result = match W::instantiate(&mut store, &pre) {
                 Err(e) => Err(instantiate_failure(&store, &e)),
@@ -502,10 +520,13 @@ struct Loaded<W: World> {
     name: String,
     spec: ProviderSpec,
     settings: Vec<bindings::types::Setting>,
-    deadline_ticks: u64,
+    /// The provider's CPU budget per call.
+    cpu_budget: Duration,
     /// Calls must run where wasmtime-wasi may block (see [`outside_async`]).
     needs_wasi_context: bool,
     pre: W::Pre,
+    /// Answers reused for identical inputs, when the component is pure and the cache enabled.
+    answers: Option<AnswerCache<W::Output>>,
 }
 
 /// Summary of a loaded provider, for startup logs and `/_ts/health`. Every string was validated
@@ -537,6 +558,8 @@ pub struct ProviderRuntime {
     ec: Option<Loaded<EdgeCookieWorld>>,
     failures: Mutex<FailureCounts>,
     info: Vec<ProviderInfo>,
+    /// Slots for [`ProviderRuntime::run_blocking`].
+    blocking_slots: tokio::sync::Semaphore,
 }
 
 impl ProviderRuntime {
@@ -559,7 +582,9 @@ impl ProviderRuntime {
             supplies_ja4: false,
             supplies_http2_fingerprint: false,
         };
+        let slots = usize::try_from(limits.max_concurrent_pipelines.max(1)).unwrap_or(1);
         let mut rt = Self {
+            blocking_slots: tokio::sync::Semaphore::new(slots),
             sandbox: Sandbox::new(limits)?,
             geo: None,
             device: None,
@@ -645,9 +670,11 @@ impl ProviderRuntime {
             name: sel.name.clone(),
             spec: valid.spec,
             settings,
-            deadline_ticks: self.sandbox.deadline_ticks(valid.call_budget_ms),
+            cpu_budget: self.sandbox.cpu_budget(valid.call_budget_ms),
             needs_wasi_context: needs_wasi_context(&imports),
             pre,
+            answers: (self.sandbox.limits.answer_cache.enabled && answer_cache::is_pure(&imports))
+                .then(|| AnswerCache::new(&self.sandbox.limits.answer_cache)),
         })
     }
 
@@ -657,10 +684,54 @@ impl ProviderRuntime {
         &self.info
     }
 
+    /// Answer-cache hits and misses by (kind, provider), for the providers whose answers are
+    /// cached (pure ones), for `/_ts/metrics`.
+    #[must_use]
+    pub fn answer_cache_counts(&self) -> Vec<(&'static str, &str, AnswerCounts)> {
+        fn counts<W: World>(p: Option<&Loaded<W>>) -> Option<(&'static str, &str, AnswerCounts)> {
+            let p = p?;
+            Some((
+                W::KIND.section(),
+                p.name.as_str(),
+                p.answers.as_ref()?.counts(),
+            ))
+        }
+        [
+            counts(self.geo.as_ref()),
+            counts(self.device.as_ref()),
+            counts(self.ec.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// Failure counts by (kind, provider, reason), for `/_ts/metrics`.
     #[must_use]
     pub fn failure_counts(&self) -> FailureCounts {
         self.failures.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Whether any provider is loaded.
+    #[must_use]
+    pub fn has_providers(&self) -> bool {
+        self.geo.is_some() || self.device.is_some() || self.ec.is_some()
+    }
+
+    /// Runs `f`, synchronous work that may take long (a page pipeline run with its provider
+    /// calls, or a store call), where it cannot stall unrelated connections: on a multi-threaded
+    /// tokio runtime the calling worker thread becomes a blocking thread for the duration
+    /// (`block_in_place`), and tokio hands its other tasks to another worker. At most
+    /// `runtime.max_concurrent_pipelines` such runs proceed at once; more wait (asynchronously)
+    /// for a slot, so a flood of slow providers cannot grow the thread count without bound.
+    ///
+    /// Why `block_in_place` and not `spawn_blocking`: `f` starts at once on the thread that
+    /// already holds the request (no hand-off to a pool thread and back), and it may borrow the
+    /// request; measured in BENCHMARKS.md.
+    pub async fn run_blocking<R>(&self, f: impl FnOnce() -> R) -> R {
+        // The semaphore is never closed, so `acquire` cannot fail; without a permit we still run.
+        let _slot = self.blocking_slots.acquire().await.ok();
+        outside_async(f)
     }
 
     /// The providers for one request.
@@ -669,8 +740,31 @@ impl ProviderRuntime {
         RequestProviders { rt: self }
     }
 
-    /// The one call path for every kind: a fresh store and instance, the call, the output logged.
+    /// The one call path for every kind: a cached answer of a pure provider, or a fresh store and
+    /// instance, the call, the output logged.
     fn call<W: World>(
+        &self,
+        loaded: &Loaded<W>,
+        evidence: &Evidence,
+        extra: W::Extra<'_>,
+    ) -> Result<W::Output, ProviderFailure> {
+        let Some(cache) = &loaded.answers else {
+            return self.call_fresh(loaded, evidence, extra);
+        };
+        let key = AnswerKey {
+            evidence: evidence.clone(),
+            extra: W::extra_key(extra),
+        };
+        if let Some(answer) = cache.get(&key) {
+            return Ok(answer);
+        }
+        let answer = self.call_fresh(loaded, evidence, extra)?;
+        cache.insert(key, answer.clone());
+        Ok(answer)
+    }
+
+    /// A provider call in a fresh store and instance.
+    fn call_fresh<W: World>(
         &self,
         loaded: &Loaded<W>,
         evidence: &Evidence,
@@ -678,7 +772,9 @@ impl ProviderRuntime {
     ) -> Result<W::Output, ProviderFailure> {
         let evidence = world::evidence_to_wit(evidence);
         let run = || {
-            let mut store = self.sandbox.new_store(loaded.deadline_ticks);
+            let mut store = self
+                .sandbox
+                .new_store(loaded.cpu_budget, self.sandbox.limits.call_timeout);
             let result = match W::instantiate(&mut store, &loaded.pre) {
                 Err(e) => Err(instantiate_failure(&store, &e)),
                 Ok(instance) => {

@@ -27,6 +27,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Store data for one provider call.
 pub struct CallState {
     pub(super) limits: MemoryLimiter,
+    pub(super) budget: CallBudget,
     table: ResourceTable,
     /// Built on the first WASI call beyond randomness and clocks.
     wasi: Option<WasiCtx>,
@@ -37,9 +38,10 @@ pub struct CallState {
 
 impl CallState {
     /// Fresh state for one call.
-    pub fn new(limits: MemoryLimiter, output_limit: usize) -> Self {
+    pub fn new(limits: MemoryLimiter, budget: CallBudget, output_limit: usize) -> Self {
         Self {
             limits,
+            budget,
             table: ResourceTable::new(),
             wasi: None,
             output: None,
@@ -124,6 +126,81 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         }
         Ok(true)
     }
+}
+
+/// The budget of one call, checked on every epoch tick (see `super::TICK`): the provider's own
+/// CPU time (the calling thread's, so host work it causes such as instantiation counts too) and
+/// a wall-clock backstop for time spent blocked.
+///
+/// Nothing is measured when a call starts: the first tick during the call records where the
+/// thread's CPU clock and the wall clock stand, and later ticks measure from there. A call no tick
+/// falls into (nearly every call of a well-behaved provider) therefore reads no clock at all; the
+/// price is that the work before the first tick (at most one tick's worth) is not counted, so a
+/// looping provider is cut off at most one tick after its budget.
+#[derive(Debug)]
+pub struct CallBudget {
+    cpu: std::time::Duration,
+    wall: std::time::Duration,
+    since: Option<(Instant, std::time::Duration)>,
+    /// Which limit cut the call off, if any.
+    pub(super) exceeded: Option<BudgetKind>,
+}
+
+/// Which limit of a [`CallBudget`] was exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetKind {
+    /// The provider's own CPU time (`runtime.call_cpu_ms` or its `call-budget-ms`).
+    Cpu,
+    /// The wall-clock backstop (`runtime.call_timeout_ms`).
+    Wall,
+}
+
+impl CallBudget {
+    /// A budget of `cpu` of the calling thread's CPU time and `wall` of elapsed time.
+    pub fn new(cpu: std::time::Duration, wall: std::time::Duration) -> Self {
+        Self {
+            cpu,
+            wall,
+            since: None,
+            exceeded: None,
+        }
+    }
+
+    /// Called on every epoch tick during the call: whether it may go on for another tick.
+    pub fn on_tick(&mut self) -> wasmtime::UpdateDeadline {
+        let cpu_now = thread_cpu_time();
+        let Some((wall_start, cpu_start)) = self.since else {
+            self.since = Some((Instant::now(), cpu_now));
+            return wasmtime::UpdateDeadline::Continue(1);
+        };
+        if cpu_now.saturating_sub(cpu_start) >= self.cpu {
+            self.exceeded = Some(BudgetKind::Cpu);
+            wasmtime::UpdateDeadline::Interrupt
+        } else if wall_start.elapsed() >= self.wall {
+            self.exceeded = Some(BudgetKind::Wall);
+            wasmtime::UpdateDeadline::Interrupt
+        } else {
+            wasmtime::UpdateDeadline::Continue(1)
+        }
+    }
+}
+
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`): advances only while the
+/// thread runs, so a busy machine does not use up a provider's budget.
+#[cfg(unix)]
+fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Without a per-thread CPU clock, elapsed time stands in for it.
+#[cfg(not(unix))]
+fn thread_cpu_time() -> std::time::Duration {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed()
 }
 
 /// What one stream captured in one call.

@@ -121,16 +121,157 @@ fn a_refusal_lists_every_import_the_host_does_not_offer() {
 
 #[test]
 fn a_providers_call_budget_applies_only_within_the_publisher_cap() {
+    use std::time::Duration;
     let sandbox = sandbox(Limits {
-        call_timeout: std::time::Duration::from_millis(5),
+        call_cpu: Duration::from_millis(5),
         ..Limits::default()
     });
-    // One tick of slack: a deadline of N ticks can fire up to one tick early.
-    assert_eq!(sandbox.deadline_ticks(None), 6);
-    assert_eq!(sandbox.deadline_ticks(Some(2)), 3);
+    assert_eq!(sandbox.cpu_budget(None), Duration::from_millis(5));
+    assert_eq!(sandbox.cpu_budget(Some(2)), Duration::from_millis(2));
     assert_eq!(
-        sandbox.deadline_ticks(Some(50)),
-        6,
+        sandbox.cpu_budget(Some(50)),
+        Duration::from_millis(5),
         "capped by the publisher"
     );
+    assert_eq!(
+        sandbox.cpu_budget(Some(0)),
+        Duration::from_millis(1),
+        "at least one tick"
+    );
+}
+
+// ---- The answer cache of pure providers (issue 11) ----
+
+use gatehouse_core::provider::{Evidence, ProviderHost};
+
+use super::ProviderRuntime;
+use crate::config::{ComponentSource, SelectedProvider};
+
+fn bundled(kind: &str, name: &'static str, settings: &[(&str, &str)]) -> SelectedProvider {
+    SelectedProvider {
+        name: name.into(),
+        key: format!("{kind}.providers.{name}"),
+        source: ComponentSource::Bundled(name),
+        settings: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+/// Budgets that never fire: these tests are about answers, not time.
+fn roomy() -> Limits {
+    Limits {
+        call_cpu: std::time::Duration::from_secs(3600),
+        call_timeout: std::time::Duration::from_secs(3600),
+        max_instances: 8,
+        ..Limits::default()
+    }
+}
+
+fn policy() -> &'static gatehouse_core::policy::Policy {
+    gatehouse_core::policy::Policy::embedded().expect("embedded policy")
+}
+
+fn ua(user_agent: &str) -> Evidence {
+    Evidence {
+        user_agent: Some(user_agent.into()),
+        ..Evidence::default()
+    }
+}
+
+fn geo_headers() -> Evidence {
+    Evidence {
+        headers: vec![("x-a".into(), "DE".into()), ("x-b".into(), "FR".into())],
+        ..Evidence::default()
+    }
+}
+
+#[test]
+fn a_pure_providers_answer_is_reused_only_for_identical_declared_inputs() {
+    let device = bundled("device", "ua-device", &[]);
+    let rt = ProviderRuntime::load(roomy(), policy(), None, Some(&device), None).expect("load");
+    let desktop = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36";
+    let bot = "Googlebot/2.1 (+http://www.google.com/bot.html)";
+    let mut providers = rt.for_request();
+    let first = providers.classify(&ua(desktop)).expect("classify");
+    let again = providers.classify(&ua(desktop)).expect("classify");
+    assert_eq!(first, again);
+    let counts = |rt: &ProviderRuntime| rt.answer_cache_counts()[0].2;
+    assert_eq!((counts(&rt).hits, counts(&rt).misses), (1, 1));
+    // Another User-Agent is another input: called, and answered for itself.
+    let other = rt.for_request().classify(&ua(bot)).expect("classify");
+    assert_ne!(
+        other, first,
+        "a bot is not classified as the cached desktop"
+    );
+    assert_eq!((counts(&rt).hits, counts(&rt).misses), (1, 2));
+}
+
+#[test]
+fn a_provider_importing_random_is_called_every_time() {
+    let hmac = bundled("ec", "hmac", &[("passphrase", "test-passphrase")]);
+    let rt = ProviderRuntime::load(roomy(), policy(), None, None, Some(&hmac)).expect("load");
+    assert!(
+        rt.answer_cache_counts().is_empty(),
+        "hmac imports random: not pure"
+    );
+    let evidence = Evidence {
+        client_ip: Some(std::net::IpAddr::from([192, 0, 2, 7])),
+        ..Evidence::default()
+    };
+    let a = rt
+        .for_request()
+        .generate_edge_cookie(&evidence, None)
+        .expect("a");
+    let b = rt
+        .for_request()
+        .generate_edge_cookie(&evidence, None)
+        .expect("b");
+    // The random suffix differs: the provider ran twice.
+    assert_ne!(a.id, b.id);
+}
+
+#[test]
+fn a_changed_setting_is_answered_afresh() {
+    let load = |header: &str| {
+        let geo = bundled("geo", "header-geo", &[("country_header", header)]);
+        ProviderRuntime::load(roomy(), policy(), Some(&geo), None, None).expect("load")
+    };
+    let a = load("x-a");
+    assert_eq!(
+        a.for_request()
+            .locate(&geo_headers())
+            .expect("a")
+            .country
+            .as_deref(),
+        Some("DE")
+    );
+    assert_eq!(a.answer_cache_counts()[0].2.misses, 1, "header-geo is pure");
+    // The same evidence under another setting (what a reload builds): not the cached `DE`.
+    let b = load("x-b");
+    assert_eq!(
+        b.for_request()
+            .locate(&geo_headers())
+            .expect("b")
+            .country
+            .as_deref(),
+        Some("FR")
+    );
+    assert_eq!(b.answer_cache_counts()[0].2.hits, 0);
+}
+
+#[test]
+fn a_disabled_answer_cache_calls_a_pure_provider_every_time() {
+    let device = bundled("device", "ua-device", &[]);
+    let limits = Limits {
+        answer_cache: super::AnswerCacheLimits {
+            enabled: false,
+            ..super::AnswerCacheLimits::default()
+        },
+        ..roomy()
+    };
+    let rt = ProviderRuntime::load(limits, policy(), None, Some(&device), None).expect("load");
+    rt.for_request().classify(&ua("curl/8")).expect("classify");
+    assert!(rt.answer_cache_counts().is_empty());
 }

@@ -27,7 +27,10 @@ pub trait World: Sized + 'static {
     /// The call's input besides settings and evidence.
     type Extra<'a>: Copy;
     /// The call's answer.
-    type Output;
+    type Output: Clone;
+
+    /// The extra input as part of an answer-cache key.
+    fn extra_key(extra: Self::Extra<'_>) -> Option<String>;
 
     /// Wraps a linked template.
     ///
@@ -77,6 +80,10 @@ impl World for EdgeCookieWorld {
     /// The request's current Edge Cookie.
     type Extra<'a> = Option<&'a str>;
     type Output = EcOutput;
+
+    fn extra_key(current: Option<&str>) -> Option<String> {
+        current.map(ToOwned::to_owned)
+    }
 
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)
@@ -132,6 +139,10 @@ impl World for DeviceWorld {
     type Instance = bindings::device::DeviceProvider;
     type Extra<'a> = ();
     type Output = Classification;
+
+    fn extra_key((): ()) -> Option<String> {
+        None
+    }
 
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)
@@ -194,6 +205,10 @@ impl World for GeoWorld {
     type Instance = bindings::geo::GeoProvider;
     type Extra<'a> = ();
     type Output = Location;
+
+    fn extra_key((): ()) -> Option<String> {
+        None
+    }
 
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)

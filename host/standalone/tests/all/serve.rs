@@ -308,9 +308,9 @@ fn example_config() -> String {
     );
     replace(
         example,
-        "call_timeout_ms = 5\n",
+        "call_cpu_ms = 5\ncall_timeout_ms = 1000\n",
         &format!(
-            "call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}\ncache_dir = \"{}\"\n",
+            "call_cpu_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}\ncall_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}\ncache_dir = \"{}\"\n",
             cache_dir().display()
         ),
     )

@@ -18,10 +18,10 @@ pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36
 /// The HMAC passphrase the test configs use.
 pub const PASSPHRASE: &str = "test-passphrase";
 
-/// `runtime.call_timeout_ms` for every test that asserts an outcome other than the deadline: one
-/// hour, a budget no machine is slow or loaded enough to exhaust, so the deadline can never fire
-/// before the behaviour under test (a cold, loaded machine once made a 5 ms deadline beat a memory
-/// cap). Only the test proving the deadline is enforced sets a tight one.
+/// `runtime.call_cpu_ms` and `runtime.call_timeout_ms` for every test that asserts an outcome
+/// other than a budget: one hour, a budget no machine is slow or loaded enough to exhaust, so a
+/// budget can never fire before the behaviour under test (a cold, loaded machine once made a 5 ms
+/// deadline beat a memory cap). Only the tests proving a budget is enforced set a tight one.
 pub const CALL_BUDGET_THAT_NEVER_FIRES_MS: u64 = 3_600_000;
 
 /// How long the harness waits for a server to print its address. Startup compiles components on a
@@ -99,7 +99,8 @@ timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 [runtime]
 cache_dir = "{cache}"
 # A budget that never fires (see `CALL_BUDGET_THAT_NEVER_FIRES_MS`): outcomes must not depend on
-# machine speed. The deadline test sets the 5 ms default back.
+# machine speed. The budget tests set tight ones.
+call_cpu_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}
 
 [geo]
