@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     if let Some(external) = ExternalBench::from_env() {
-        external.run(c, &policy);
+        external.run(c, policy);
     }
 }
 
@@ -134,7 +134,7 @@ impl ExternalBench {
             memory_bytes: 256 << 20,
             ..Limits::default()
         };
-        let pick = |k| (self.kind == k).then_some(&selected);
+        let pick = |k: ProviderKind| (self.kind == k).then_some(&selected);
         let rt = ProviderRuntime::load(
             limits,
             policy,
