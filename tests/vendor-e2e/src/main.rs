@@ -3,8 +3,12 @@
 //! called only where the policy permits.
 //!
 //! ```text
-//! gatehouse-vendor-e2e --gatehouse BIN --rust EC.wasm --python GEO.wasm --js DEVICE.wasm
+//! gatehouse-vendor-e2e --gatehouse BIN --rust EC.wasm --python GEO.wasm --js DEVICE.wasm [--cache-dir DIR]
 //! ```
+//!
+//! `--cache-dir` is the server's `[runtime] cache_dir` (compiled components, keyed by digest and
+//! engine): give a lasting directory so a second run does not compile the Python and JavaScript
+//! components again. Without it a fresh directory is used and removed afterwards.
 //!
 //! `.ci/vendor-e2e` builds the three examples exactly as their READMEs say and runs this. Every check
 //! prints `ok` or `FAILED` with the reason; the run ends with `N passed, M failed` and exits
@@ -50,11 +54,13 @@ struct Args {
     rust: PathBuf,
     python: PathBuf,
     js: PathBuf,
+    cache_dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let (mut gatehouse, mut rust, mut python, mut js) = (None, None, None, None);
+    let mut cache_dir = None;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -65,6 +71,7 @@ fn parse_args() -> Result<Args> {
             "--rust" => rust = Some(value),
             "--python" => python = Some(value),
             "--js" => js = Some(value),
+            "--cache-dir" => cache_dir = Some(value),
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -82,6 +89,7 @@ fn parse_args() -> Result<Args> {
         rust: need(rust, "--rust")?,
         python: need(python, "--python")?,
         js: need(js, "--js")?,
+        cache_dir,
     })
 }
 
@@ -113,7 +121,7 @@ fn main() {
         Err(e) => {
             eprintln!("error: {e:#}");
             eprintln!(
-                "usage: gatehouse-vendor-e2e --gatehouse BIN --rust EC.wasm --python GEO.wasm --js DEVICE.wasm"
+                "usage: gatehouse-vendor-e2e --gatehouse BIN --rust EC.wasm --python GEO.wasm --js DEVICE.wasm [--cache-dir DIR]"
             );
             std::process::exit(2);
         }
@@ -297,8 +305,16 @@ fn run(args: &Args, report: &mut Report) -> Result<()> {
         pins.push(sha.unwrap_or(ours));
     }
 
-    let dir = std::env::temp_dir().join(format!("gatehouse-vendor-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let scratch = TempDir::new()?;
+    let dir = scratch.path();
+    let cache = match &args.cache_dir {
+        Some(cache) => {
+            std::fs::create_dir_all(cache)
+                .with_context(|| format!("create `{}`", cache.display()))?;
+            std::fs::canonicalize(cache)?
+        }
+        None => dir.join("cache"),
+    };
     let config = format!(
         r#"
 [server]
@@ -344,7 +360,7 @@ secret = "{secret}"
 "#,
         ranges = RANGES_SETTING.trim_start_matches("ranges="),
         secret = SECRET_SETTING.trim_start_matches("secret="),
-        cache = dir.join("cache").display(),
+        cache = cache.display(),
         python = args.python.display(),
         js = args.js.display(),
         rust = args.rust.display(),
@@ -515,6 +531,28 @@ fn serve_checks(server: &Server, report: &mut Report) -> Result<()> {
         })(),
     );
     Ok(())
+}
+
+/// A scratch directory for the config (and the cache, without `--cache-dir`), removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let path =
+            std::env::temp_dir().join(format!("gatehouse-vendor-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("create `{}`", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A running `gatehouse serve`, killed on drop.
