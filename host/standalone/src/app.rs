@@ -112,12 +112,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
             "provider loaded"
         );
     }
-    let origin = Origin::from_config(
-        &config.origin.url,
-        config.origin.preserve_host,
-        Duration::from_millis(config.origin.timeout_ms),
-        config.origin.ca_file.as_deref(),
-    )?;
+    let origin = Origin::from_config(&config.origin)?;
     Ok(App {
         pipeline,
         runtime: rt,
