@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gatehouse_core::pipeline::{
-    EdgeCookieSettings, PagePipeline, PipelineConfigError, PipelineSettings, ProviderHeaderLimits,
-    ProviderKind,
-};
+use gatehouse_core::pipeline::{PagePipeline, PipelineConfigError, PipelineSettings, ProviderKind};
 use gatehouse_core::policy::{Policy, PolicyError};
 
 use crate::config::{Config, ConfigError};
@@ -87,16 +84,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         PipelineSettings {
             default_country: config.default_country()?.to_owned(),
             consent: config.consent.clone(),
-            edge_cookie: EdgeCookieSettings {
-                name: config.ec.cookie_name.clone(),
-                domain: config.ec.cookie_domain.clone(),
-                max_age_secs: config.ec.max_age_secs,
-                allowed_headers: config.ec.allowed_headers.clone(),
-                header_limits: ProviderHeaderLimits {
-                    max_count: config.ec.max_headers,
-                    max_bytes: config.ec.max_header_bytes,
-                },
-            },
+            edge_cookie: config.edge_cookie_settings(),
         },
     )?;
     let limits = runtime_limits(config);

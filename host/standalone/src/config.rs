@@ -31,6 +31,9 @@ pub enum ConfigError {
         /// The parser's message (includes the key and position).
         message: String,
     },
+    /// An `[ec]` value the core's page pipeline refuses (the message names the key).
+    #[error(transparent)]
+    EdgeCookie(#[from] gatehouse_core::pipeline::PipelineConfigError),
     /// A semantic error at `key`.
     #[error("config key `{key}`: {reason}")]
     Invalid {
@@ -520,59 +523,6 @@ pub struct SelectedProvider {
     pub settings: Vec<(String, String)>,
 }
 
-/// Response headers no provider may be allowed to set (`ec.allowed_headers`): cookies (Gatehouse
-/// owns the Edge Cookie and providers set none), message framing and hop-by-hop fields (a provider
-/// could make the server send a truncated or empty reply), and caching (a response carrying an
-/// identifier must never become shareable).
-const NEVER_PROVIDER_HEADERS: &[&str] = &[
-    "set-cookie",
-    "set-cookie2",
-    "cookie",
-    "content-length",
-    "transfer-encoding",
-    "content-encoding",
-    "content-range",
-    "content-type",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "location",
-    "cache-control",
-    "expires",
-    "pragma",
-    "age",
-    "vary",
-    "clear-site-data",
-];
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// A `Domain=` value: a host name of dot-separated LDH labels (a leading dot is tolerated, as
-/// RFC 6265 ignores it).
-fn is_cookie_domain(domain: &str) -> bool {
-    let d = domain.strip_prefix('.').unwrap_or(domain);
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// `line L, column C: message`, without the source excerpt `toml`'s `Display` adds: the offending
 /// line may hold a secret (a mistyped `passphrase = ...`), and config values are never printed.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -750,43 +700,9 @@ impl Config {
     /// # Errors
     /// The first invalid value, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let name = &self.ec.cookie_name;
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(ConfigError::invalid(
-                "ec.cookie_name",
-                "must be an RFC 6265 cookie name (a non-empty token: letters, digits and \
-                 !#$%&'*+-.^_`|~)",
-            ));
-        }
-        if let Some(domain) = &self.ec.cookie_domain
-            && !is_cookie_domain(domain)
-        {
-            return Err(ConfigError::invalid(
-                "ec.cookie_domain",
-                "must be a host name such as `example.com` (letters, digits, `-` and dots)",
-            ));
-        }
-        if self.ec.max_age_secs == 0 {
-            return Err(ConfigError::invalid(
-                "ec.max_age_secs",
-                "must be greater than 0",
-            ));
-        }
-        for (i, header) in self.ec.allowed_headers.iter().enumerate() {
-            let key = format!("ec.allowed_headers[{i}]");
-            if header.is_empty() || !header.bytes().all(is_tchar) {
-                return Err(ConfigError::invalid(key, "is not a valid header name"));
-            }
-            let lower = header.to_ascii_lowercase();
-            if NEVER_PROVIDER_HEADERS.contains(&lower.as_str()) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!(
-                        "`{lower}` can never be set by a provider: cookie, framing, hop-by-hop and caching headers are Gatehouse's"
-                    ),
-                ));
-            }
-        }
+        // The `[ec]` values are checked by the core, the one place that knows what a cookie
+        // attribute or an allowlisted header may be; its errors name the key.
+        self.edge_cookie_settings().validated()?;
         self.client_ip_header()?;
         self.cdn_headers()?;
         let positive = [
@@ -830,6 +746,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The `[ec]` cookie and provider-header settings, as the core's page pipeline takes them
+    /// (not yet validated: see [`Config::validate`]).
+    #[must_use]
+    pub fn edge_cookie_settings(&self) -> gatehouse_core::pipeline::EdgeCookieSettings {
+        gatehouse_core::pipeline::EdgeCookieSettings {
+            name: self.ec.cookie_name.clone(),
+            domain: self.ec.cookie_domain.clone(),
+            max_age_secs: self.ec.max_age_secs,
+            allowed_headers: self.ec.allowed_headers.clone(),
+            header_limits: gatehouse_core::pipeline::ProviderHeaderLimits {
+                max_count: self.ec.max_headers,
+                max_bytes: self.ec.max_header_bytes,
+            },
+        }
     }
 
     /// The parsed `[server] client_ip_header`.

@@ -9,6 +9,7 @@ mod consent_e2e;
 mod hardening;
 mod hostile;
 mod http2;
+mod limits;
 mod origin_tls;
 mod reload;
 mod serve;
