@@ -601,6 +601,33 @@ impl Drop for InFlight {
     }
 }
 
+/// A response body that keeps its request in flight until it is dropped. Size hint and end of
+/// stream are passed through, so `Content-Length` framing is kept.
+struct InFlightBody {
+    inner: server::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = server::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves one connection (HTTP/1.1 or HTTP/2) until it ends, the drain closes it, or its
 /// watchdog does (no request head in time, idle).
 async fn serve_connection<I>(
@@ -640,10 +667,10 @@ async fn serve_connection<I>(
                 }
                 // The request stays in flight until its body has been sent or dropped.
                 let response = response.map(|body| {
-                    body.map_frame(move |frame| {
-                        let _in_flight = &in_flight;
-                        frame
-                    })
+                    InFlightBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }
                     .boxed()
                 });
                 Ok::<_, Infallible>(response)

@@ -107,8 +107,8 @@ fn framing_hop_by_hop_cookie_and_cache_headers_can_never_be_allowlisted() {
         assert!(with_cookie(|c| c.allowed_headers = vec![(*name).into()]).is_err());
     }
     for name in ["", "with space", "x:y", "x\r\n"] {
-        let err = with_cookie(|c| c.allowed_headers = vec!["x-ok".into(), name.into()])
-            .expect_err(name);
+        let err =
+            with_cookie(|c| c.allowed_headers = vec!["x-ok".into(), name.into()]).expect_err(name);
         assert!(matches!(
             err,
             PipelineConfigError::InvalidAllowedHeader { index: 1, .. }
