@@ -102,6 +102,54 @@ pub struct EdgeCookieSettings {
     pub header_limits: ProviderHeaderLimits,
 }
 
+impl EdgeCookieSettings {
+    /// The settings, validated, with the allowed headers lowercased and without duplicates. The
+    /// one place `[ec]` values are checked: [`PagePipeline::new`] calls it, and hosts call it
+    /// while loading their configuration so startup fails naming the key.
+    ///
+    /// # Errors
+    /// The first invalid value, naming its key (with the index for list items): a cookie name
+    /// that is not an RFC 6265 token, a domain that is not a host name, a max-age out of range,
+    /// or an allowlisted header that is not a header name or is in [`NEVER_ALLOWLISTED`].
+    pub fn validated(mut self) -> Result<Self, PipelineConfigError> {
+        if !is_cookie_name(&self.name) {
+            return Err(PipelineConfigError::InvalidCookieName {
+                name: escaped(&self.name),
+            });
+        }
+        if let Some(domain) = &self.domain
+            && !is_cookie_domain(domain)
+        {
+            return Err(PipelineConfigError::InvalidCookieDomain {
+                domain: escaped(domain),
+            });
+        }
+        if !(1..=MAX_MAX_AGE_SECS).contains(&self.max_age_secs) {
+            return Err(PipelineConfigError::InvalidMaxAge {
+                value: self.max_age_secs,
+            });
+        }
+        let mut allowed = Vec::with_capacity(self.allowed_headers.len());
+        for (index, name) in self.allowed_headers.iter().enumerate() {
+            if !is_token(name) {
+                return Err(PipelineConfigError::InvalidAllowedHeader {
+                    index,
+                    name: escaped(name),
+                });
+            }
+            let name = name.to_ascii_lowercase();
+            if NEVER_ALLOWLISTED.contains(&name.as_str()) {
+                return Err(PipelineConfigError::ForbiddenAllowedHeader { index, name });
+            }
+            if !allowed.contains(&name) {
+                allowed.push(name);
+            }
+        }
+        self.allowed_headers = allowed;
+        Ok(self)
+    }
+}
+
 impl Default for EdgeCookieSettings {
     fn default() -> Self {
         Self {
@@ -154,14 +202,14 @@ pub enum PipelineConfigError {
     },
     /// `ec.cookie_name` is not an RFC 6265 token.
     #[error(
-        "config key `ec.cookie_name`: `{name}` is not a cookie name (an rfc 6265 token: no spaces, `;`, `=` or quotes)"
+        "config key `ec.cookie_name`: `{name}` is not a cookie name (an RFC 6265 token: no spaces, `;`, `=` or quotes)"
     )]
     InvalidCookieName {
         /// The configured value, with control characters escaped.
         name: String,
     },
     /// `ec.cookie_domain` is not a hostname.
-    #[error("config key `ec.cookie_domain`: `{domain}` is not a hostname")]
+    #[error("config key `ec.cookie_domain`: `{domain}` is not a host name such as `example.com`")]
     InvalidCookieDomain {
         /// The configured value, with control characters escaped.
         domain: String,
@@ -175,16 +223,20 @@ pub enum PipelineConfigError {
         value: u64,
     },
     /// `ec.allowed_headers` holds something that is not a header name.
-    #[error("config key `ec.allowed_headers`: `{name}` is not a header name")]
+    #[error("config key `ec.allowed_headers[{index}]`: `{name}` is not a valid header name")]
     InvalidAllowedHeader {
+        /// The position in the list.
+        index: usize,
         /// The configured value, with control characters escaped.
         name: String,
     },
     /// `ec.allowed_headers` holds a header no provider may set.
     #[error(
-        "config key `ec.allowed_headers`: `{name}` can never be allowlisted (cookie, framing, hop-by-hop or cache header)"
+        "config key `ec.allowed_headers[{index}]`: `{name}` can never be allowlisted (cookie, framing, hop-by-hop, cache or content header)"
     )]
     ForbiddenAllowedHeader {
+        /// The position in the list.
+        index: usize,
         /// The lowercase header name.
         name: String,
     },
@@ -223,40 +275,7 @@ impl<'p> PagePipeline<'p> {
                 policy: policy.source().to_owned(),
             }
         })?;
-        let mut cookie = settings.edge_cookie;
-        if !is_cookie_name(&cookie.name) {
-            return Err(PipelineConfigError::InvalidCookieName {
-                name: escaped(&cookie.name),
-            });
-        }
-        if let Some(domain) = &cookie.domain
-            && !is_cookie_domain(domain)
-        {
-            return Err(PipelineConfigError::InvalidCookieDomain {
-                domain: escaped(domain),
-            });
-        }
-        if !(1..=MAX_MAX_AGE_SECS).contains(&cookie.max_age_secs) {
-            return Err(PipelineConfigError::InvalidMaxAge {
-                value: cookie.max_age_secs,
-            });
-        }
-        let mut allowed = Vec::with_capacity(cookie.allowed_headers.len());
-        for name in &cookie.allowed_headers {
-            if !is_token(name) {
-                return Err(PipelineConfigError::InvalidAllowedHeader {
-                    name: escaped(name),
-                });
-            }
-            let name = name.to_ascii_lowercase();
-            if NEVER_ALLOWLISTED.contains(&name.as_str()) {
-                return Err(PipelineConfigError::ForbiddenAllowedHeader { name });
-            }
-            if !allowed.contains(&name) {
-                allowed.push(name);
-            }
-        }
-        cookie.allowed_headers = allowed;
+        let cookie = settings.edge_cookie.validated()?;
         Ok(Self {
             policy,
             default_country,

@@ -17,7 +17,8 @@ use crate::provider::ProviderFailure;
 /// (Gatehouse owns the Edge Cookie and a provider may not set others), message framing and
 /// content coding (a wrong value breaks or truncates the body), hop-by-hop headers, and the
 /// cache directives Gatehouse rewrites so a response carrying an identifier is never stored by a
-/// shared cache.
+/// shared cache, and the headers that say what the response is or where it goes (a provider could
+/// turn a page into a redirect, or wipe the visitor's site data).
 pub const NEVER_ALLOWLISTED: &[&str] = &[
     // cookies
     "set-cookie",
@@ -44,6 +45,12 @@ pub const NEVER_ALLOWLISTED: &[&str] = &[
     "expires",
     "pragma",
     "age",
+    "vary",
+    // what the response is and where it goes: the origin's, never a provider's
+    "content-type",
+    "location",
+    "host",
+    "clear-site-data",
 ];
 
 /// Per-provider bounds on the headers one answer may carry (`ec.max_headers`,

@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gatehouse_core::pipeline::{
-    EdgeCookieSettings, PagePipeline, PipelineConfigError, PipelineSettings, ProviderHeaderLimits,
-    ProviderKind,
-};
+use gatehouse_core::pipeline::{PagePipeline, PipelineConfigError, PipelineSettings, ProviderKind};
 use gatehouse_core::policy::{Policy, PolicyError};
 
 use crate::config::{Config, ConfigError};
@@ -90,16 +87,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         PipelineSettings {
             default_country: config.default_country()?.to_owned(),
             consent: config.consent.clone(),
-            edge_cookie: EdgeCookieSettings {
-                name: config.ec.cookie_name.clone(),
-                domain: config.ec.cookie_domain.clone(),
-                max_age_secs: config.ec.max_age_secs,
-                allowed_headers: config.ec.allowed_headers.clone(),
-                header_limits: ProviderHeaderLimits {
-                    max_count: config.ec.max_headers,
-                    max_bytes: config.ec.max_header_bytes,
-                },
-            },
+            edge_cookie: config.edge_cookie_settings(),
         },
     )?;
     let limits = runtime_limits(config);
@@ -115,12 +103,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
             "provider loaded"
         );
     }
-    let origin = Origin::from_config(
-        &config.origin.url,
-        config.origin.preserve_host,
-        Duration::from_millis(config.origin.timeout_ms),
-        config.origin.ca_file.as_deref(),
-    )?;
+    let origin = Origin::from_config(&config.origin)?;
     let auction = match &config.auction {
         None => None,
         Some(auction) => Some(crate::auction::AuctionService::new(

@@ -5,7 +5,11 @@
 //! of bytes, and records *why* it failed (too large, or malformed framing such as a bad chunk) in
 //! a shared [`BodyFault`] slot, so that when the upstream request fails the proxy can answer the
 //! client's own error (413, 400) instead of blaming the origin (502).
+//!
+//! [`OriginBody`] wraps the origin's response body and ends it with an error when the origin
+//! stops sending for `origin.body_idle_timeout_ms`.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -96,6 +100,95 @@ impl Body for ClientBody {
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The origin's response body on its way to the visitor, cut off when the origin goes quiet.
+///
+/// An origin that sends its headers and then stalls would otherwise hold the visitor's
+/// connection (and a pooled origin connection) forever. [`OriginBody`] fails when no frame has
+/// arrived for `origin.body_idle_timeout_ms`; the server then ends the visitor's response with an
+/// error (HTTP/1.1: the connection closes before the declared length or the last chunk; HTTP/2:
+/// the stream is reset), so the visitor can tell the page is incomplete.
+pub struct OriginBody {
+    inner: Incoming,
+    idle: std::time::Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    origin: Arc<str>,
+}
+
+/// The body error [`OriginBody`] yields.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginBodyError {
+    /// No data for `origin.body_idle_timeout_ms`.
+    #[error(
+        "origin `{origin}` sent no response body data for {idle_ms} ms (`origin.body_idle_timeout_ms`)"
+    )]
+    Stalled {
+        /// The origin's authority.
+        origin: Arc<str>,
+        /// The timeout.
+        idle_ms: u128,
+    },
+    /// Reading the origin's body failed.
+    #[error("reading the origin's response body failed: {0}")]
+    Read(#[from] hyper::Error),
+}
+
+impl OriginBody {
+    /// Wraps `inner`, failing after `idle` without a frame; `origin` names the origin in errors.
+    #[must_use]
+    pub fn new(inner: Incoming, idle: std::time::Duration, origin: Arc<str>) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            origin,
+        }
+    }
+}
+
+impl Body for OriginBody {
+    type Data = Bytes;
+    type Error = OriginBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, OriginBodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + this.idle;
+                this.deadline.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(OriginBodyError::Read(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    crate::edge_metrics::ORIGIN_BODY_STALLS.increment();
+                    let error = OriginBodyError::Stalled {
+                        origin: Arc::clone(&this.origin),
+                        idle_ms: this.idle.as_millis(),
+                    };
+                    tracing::warn!("origin response body stalled, visitor response ended: {error}");
+                    // Armed again, in case the caller polls once more after the error.
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.deadline.as_mut().reset(next);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Pending
             }
         }
     }

@@ -31,6 +31,9 @@ pub enum ConfigError {
         /// The parser's message (includes the key and position).
         message: String,
     },
+    /// An `[ec]` value the core's page pipeline refuses (the message names the key).
+    #[error(transparent)]
+    EdgeCookie(#[from] gatehouse_core::pipeline::PipelineConfigError),
     /// A semantic error at `key`.
     #[error("config key `{key}`: {reason}")]
     Invalid {
@@ -81,6 +84,17 @@ pub struct Config {
     /// `[auction]` and `[[auction.bidders]]`: `POST /_ts/api/v1/auction` (absent: the route
     /// answers 404).
     pub auction: Option<gatehouse_core::auction::AuctionConfig>,
+    /// `[admin]`: an optional separate listener for `/_ts/health` and `/_ts/metrics`.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `listen`: where `/_ts/health` and `/_ts/metrics` are served (e.g. `127.0.0.1:9901`); the
+    /// public listener then answers 404 for them.
+    pub listen: SocketAddr,
 }
 
 /// `[server]`.
@@ -120,6 +134,28 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// `[server.tls]`: terminate TLS on the listener (HTTP/2 and HTTP/1.1 by ALPN).
     pub tls: Option<ServerTlsConfig>,
+    /// `header_read_timeout_ms`: how long a client may take to send a complete request head. On
+    /// HTTP/1.1 it also bounds the wait for the next request on a kept-alive connection; on any
+    /// connection it bounds the time from accept (TLS handshake included) to the first request.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// `idle_timeout_ms`: a connection with no request in flight for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// `max_connections`: client connections open at once; past it, new connections are
+    /// accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `tls_handshake_timeout_ms`: how long a client may take to complete the TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout_ms: u64,
+    /// `http2_max_concurrent_streams`: requests one HTTP/2 connection may have open at once.
+    #[serde(default = "default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// `http2_keepalive_interval_ms`: how often an HTTP/2 connection is pinged; a ping not
+    /// acknowledged within 20 s closes it. `0` disables the pings.
+    #[serde(default = "default_http2_keepalive_interval")]
+    pub http2_keepalive_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -134,8 +170,47 @@ impl Default for ServerConfig {
             drain_delay_ms: 0,
             pid_file: None,
             tls: None,
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            tls_handshake_timeout_ms: default_tls_handshake_timeout(),
+            http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
+            http2_keepalive_interval_ms: default_http2_keepalive_interval(),
         }
     }
+}
+
+/// 10 s: Envoy's edge-proxy guidance for `request_headers_timeout`; nginx's
+/// `client_header_timeout` (60 s) is longer than any real client needs.
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+
+/// 60 s: a kept-alive connection lives about as long as nginx's `keepalive_timeout` (75 s) and
+/// load balancers' idle timeouts (AWS ALB: 60 s) allow.
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+
+/// 10,000: well below the descriptor limits production hosts set (65,536 and up), so the cap,
+/// not descriptor exhaustion, is what a flood meets first.
+fn default_max_connections() -> usize {
+    10_000
+}
+
+/// 10 s, as the header read.
+fn default_tls_handshake_timeout() -> u64 {
+    10_000
+}
+
+/// 100: Envoy's edge-proxy guidance (nginx: 128).
+fn default_http2_max_concurrent_streams() -> u32 {
+    100
+}
+
+/// 20 s.
+fn default_http2_keepalive_interval() -> u64 {
+    20_000
 }
 
 fn default_client_ip_header() -> String {
@@ -188,10 +263,45 @@ pub struct OriginConfig {
     /// `ca_file`: PEM CA certificates to verify an `https://` origin with, instead of the system
     /// roots (relative to the config file).
     pub ca_file: Option<PathBuf>,
+    /// `connect_timeout_ms`: how long to wait for a connection (TCP, and TLS for `https://`) to
+    /// the origin.
+    #[serde(default = "default_origin_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// `body_idle_timeout_ms`: how long the origin's response body may go without sending a
+    /// byte; past it the visitor's response is ended with an error.
+    #[serde(default = "default_origin_body_idle_timeout")]
+    pub body_idle_timeout_ms: u64,
+    /// `pool_idle_timeout_ms`: how long an idle pooled origin connection is kept.
+    #[serde(default = "default_origin_pool_idle_timeout")]
+    pub pool_idle_timeout_ms: u64,
+    /// `pool_max_idle`: most idle connections kept to the origin.
+    #[serde(default = "default_origin_pool_max_idle")]
+    pub pool_max_idle: usize,
 }
 
 fn default_origin_timeout() -> u64 {
     10_000
+}
+
+/// 5 s: Envoy's usual cluster `connect_timeout` (nginx's `proxy_connect_timeout`: 60 s).
+fn default_origin_connect_timeout() -> u64 {
+    5_000
+}
+
+/// 60 s: nginx's `proxy_read_timeout` (the longest gap between two reads from the origin).
+fn default_origin_body_idle_timeout() -> u64 {
+    60_000
+}
+
+/// 30 s: shorter than nginx's `keepalive_timeout` (75 s), so the origin rarely closes a pooled
+/// connection just as it is reused, and idle connections do not pile up after a burst.
+fn default_origin_pool_idle_timeout() -> u64 {
+    30_000
+}
+
+/// 128: enough idle connections for bursts to a single origin; the rest are closed.
+fn default_origin_pool_max_idle() -> usize {
+    128
 }
 
 /// `[policy]`.
@@ -476,59 +586,6 @@ pub struct SelectedProvider {
     pub settings: Vec<(String, String)>,
 }
 
-/// Response headers no provider may be allowed to set (`ec.allowed_headers`): cookies (Gatehouse
-/// owns the Edge Cookie and providers set none), message framing and hop-by-hop fields (a provider
-/// could make the server send a truncated or empty reply), and caching (a response carrying an
-/// identifier must never become shareable).
-const NEVER_PROVIDER_HEADERS: &[&str] = &[
-    "set-cookie",
-    "set-cookie2",
-    "cookie",
-    "content-length",
-    "transfer-encoding",
-    "content-encoding",
-    "content-range",
-    "content-type",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "host",
-    "location",
-    "cache-control",
-    "expires",
-    "pragma",
-    "age",
-    "vary",
-    "clear-site-data",
-];
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// A `Domain=` value: a host name of dot-separated LDH labels (a leading dot is tolerated, as
-/// RFC 6265 ignores it).
-fn is_cookie_domain(domain: &str) -> bool {
-    let d = domain.strip_prefix('.').unwrap_or(domain);
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 /// `line L, column C: message`, without the source excerpt `toml`'s `Display` adds: the offending
 /// line may hold a secret (a mistyped `passphrase = ...`), and config values are never printed.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -706,50 +763,50 @@ impl Config {
     /// # Errors
     /// The first invalid value, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let name = &self.ec.cookie_name;
-        if name.is_empty() || !name.bytes().all(is_tchar) {
-            return Err(ConfigError::invalid(
-                "ec.cookie_name",
-                "must be an RFC 6265 cookie name (a non-empty token: letters, digits and \
-                 !#$%&'*+-.^_`|~)",
-            ));
-        }
-        if let Some(domain) = &self.ec.cookie_domain
-            && !is_cookie_domain(domain)
-        {
-            return Err(ConfigError::invalid(
-                "ec.cookie_domain",
-                "must be a host name such as `example.com` (letters, digits, `-` and dots)",
-            ));
-        }
-        if self.ec.max_age_secs == 0 {
-            return Err(ConfigError::invalid(
-                "ec.max_age_secs",
-                "must be greater than 0",
-            ));
-        }
-        for (i, header) in self.ec.allowed_headers.iter().enumerate() {
-            let key = format!("ec.allowed_headers[{i}]");
-            if header.is_empty() || !header.bytes().all(is_tchar) {
-                return Err(ConfigError::invalid(key, "is not a valid header name"));
-            }
-            let lower = header.to_ascii_lowercase();
-            if NEVER_PROVIDER_HEADERS.contains(&lower.as_str()) {
-                return Err(ConfigError::invalid(
-                    key,
-                    format!(
-                        "`{lower}` can never be set by a provider: cookie, framing, hop-by-hop and caching headers are Gatehouse's"
-                    ),
-                ));
-            }
-        }
+        // The `[ec]` values are checked by the core, the one place that knows what a cookie
+        // attribute or an allowlisted header may be; its errors name the key.
+        self.edge_cookie_settings().validated()?;
         self.validate_runtime()?;
         self.client_ip_header()?;
         self.cdn_headers()?;
-        if self.server.max_body_bytes == 0 {
+        let positive = [
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            (
+                "server.max_connections",
+                u64::try_from(self.server.max_connections).unwrap_or(u64::MAX),
+            ),
+            (
+                "server.tls_handshake_timeout_ms",
+                self.server.tls_handshake_timeout_ms,
+            ),
+            (
+                "server.http2_max_concurrent_streams",
+                u64::from(self.server.http2_max_concurrent_streams),
+            ),
+            ("origin.timeout_ms", self.origin.timeout_ms),
+            ("origin.connect_timeout_ms", self.origin.connect_timeout_ms),
+            (
+                "origin.body_idle_timeout_ms",
+                self.origin.body_idle_timeout_ms,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if let Some(admin) = &self.admin
+            && admin.listen == self.server.listen
+            && admin.listen.port() != 0
+        {
             return Err(ConfigError::invalid(
-                "server.max_body_bytes",
-                "must be greater than 0",
+                "admin.listen",
+                "must differ from `server.listen`",
             ));
         }
         Ok(())
@@ -776,6 +833,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The `[ec]` cookie and provider-header settings, as the core's page pipeline takes them
+    /// (not yet validated: see [`Config::validate`]).
+    #[must_use]
+    pub fn edge_cookie_settings(&self) -> gatehouse_core::pipeline::EdgeCookieSettings {
+        gatehouse_core::pipeline::EdgeCookieSettings {
+            name: self.ec.cookie_name.clone(),
+            domain: self.ec.cookie_domain.clone(),
+            max_age_secs: self.ec.max_age_secs,
+            allowed_headers: self.ec.allowed_headers.clone(),
+            header_limits: gatehouse_core::pipeline::ProviderHeaderLimits {
+                max_count: self.ec.max_headers,
+                max_bytes: self.ec.max_header_bytes,
+            },
+        }
     }
 
     /// The parsed `[server] client_ip_header`.

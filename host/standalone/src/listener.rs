@@ -16,33 +16,79 @@
 //!
 //! `SIGHUP` reloads the configuration ([`crate::reload`]); the listener itself is never rebuilt.
 //!
-//! Per-connection limits (header-read and idle timeouts, connection caps: issue 8) belong in
-//! [`connection_builder`] and [`serve_connection`], which both protocols share.
+//! Per-connection limits, shared by both protocols ([`connection_builder`], [`serve_connection`]):
+//! - **Connection cap** (`server.max_connections`): past it, a new connection is accepted and
+//!   closed at once (as Envoy's downstream connection limit does), so clients fail fast and the
+//!   kernel's accept queue keeps draining, instead of waiting in a backlog nobody reads.
+//! - **TLS handshake timeout** (`server.tls_handshake_timeout_ms`).
+//! - **Header read timeout** (`server.header_read_timeout_ms`): hyper's HTTP/1 header timer, which
+//!   also bounds the wait for the next request on a kept-alive HTTP/1.1 connection (as HAProxy's
+//!   `timeout http-request`); and, on every connection, the time from accept to the first
+//!   complete request head (a silent connection, or a slow HTTP/2 client, is closed).
+//! - **Idle timeout** (`server.idle_timeout_ms`): a connection with no request in flight for that
+//!   long is closed (HTTP/2 gets `GOAWAY`). A response still streaming counts as in flight.
+//! - **HTTP/2**: `server.http2_max_concurrent_streams`, and keep-alive pings
+//!   (`server.http2_keepalive_interval_ms`) that close a connection whose peer stopped answering.
+//! - **Accept errors** (descriptor exhaustion): the loop backs off (10 ms doubling to 1 s) instead
+//!   of spinning, and logs one line per second with the number of failures in between.
+//!
+//! The admin listener (`[admin] listen`), when configured, serves only `/_ts/health` and
+//! `/_ts/metrics`, and the public listener answers 404 for them. It has its own small connection
+//! cap, so a flood of the public listener cannot lock operators out, and it does not hold up the
+//! drain.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use http::{HeaderValue, Request, Version, header};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, ConfigError, ServerTlsConfig};
+use crate::edge_metrics;
+use crate::log_limit::LogLimiter;
 use crate::reload::Reloader;
 use crate::server::{self, App, Lifecycle};
 
-/// How long a client may take to complete the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an HTTP/2 keep-alive ping may go unacknowledged before the connection is closed.
+const HTTP2_PING_ACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// The first pause after a failed accept; doubled on each further failure.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Connections the admin listener keeps open at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// One line per this interval for conditions that can repeat thousands of times a second.
+const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The per-connection limits of `[server]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `server.header_read_timeout_ms`.
+    pub header_read_timeout: Duration,
+    /// `server.idle_timeout_ms`.
+    pub idle_timeout: Duration,
+    /// `server.max_connections`.
+    pub max_connections: usize,
+    /// `server.tls_handshake_timeout_ms`.
+    pub tls_handshake_timeout: Duration,
+    /// `server.http2_max_concurrent_streams`.
+    pub http2_max_concurrent_streams: u32,
+    /// `server.http2_keepalive_interval_ms` (`None`: no pings).
+    pub http2_keepalive_interval: Option<Duration>,
+}
 
 /// The listener's settings: fixed for the life of the process (a reload cannot change them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +103,10 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// `server.pid_file`.
     pub pid_file: Option<PathBuf>,
+    /// The per-connection limits.
+    pub limits: ConnectionLimits,
+    /// `admin.listen`.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -72,6 +122,19 @@ impl Settings {
             drain_delay,
             drain_timeout,
             pid_file: config.server.pid_file.clone(),
+            limits: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+                max_connections: config.server.max_connections,
+                tls_handshake_timeout: Duration::from_millis(
+                    config.server.tls_handshake_timeout_ms,
+                ),
+                http2_max_concurrent_streams: config.server.http2_max_concurrent_streams,
+                http2_keepalive_interval: Some(config.server.http2_keepalive_interval_ms)
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis),
+            },
+            admin: config.admin.as_ref().map(|a| a.listen),
         })
     }
 }
@@ -158,8 +221,95 @@ pub fn tls_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, Co
 }
 
 /// The HTTP/1.1 + HTTP/2 connection builder every connection uses.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
-    auto::Builder::new(TokioExecutor::new())
+fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(HTTP2_PING_ACK_TIMEOUT);
+    builder
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// The public listener; `admin_split` when the admin routes live on the admin listener.
+    Public { admin_split: bool },
+    /// The admin listener: `/_ts/health` and `/_ts/metrics` only.
+    Admin,
+}
+
+/// What every connection of one listener shares.
+struct Shared {
+    live: Arc<Live>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: ConnectionLimits,
+    surface: Surface,
+    /// One permit per open connection.
+    permits: Arc<Semaphore>,
+    /// `true` once the drain starts; every public connection holds a receiver, so the sender's
+    /// receiver count is the number of open connections.
+    drain: watch::Sender<bool>,
+    at_cap_log: LogLimiter,
+}
+
+/// Accepts connections, pausing after failures so descriptor exhaustion cannot spin a core, and
+/// logging failures at most once per [`LOG_INTERVAL`].
+struct Acceptor {
+    listener: TcpListener,
+    backoff: Option<Duration>,
+    resume_at: Option<tokio::time::Instant>,
+    error_log: LogLimiter,
+}
+
+impl Acceptor {
+    fn new(listener: TcpListener) -> Self {
+        Self {
+            listener,
+            backoff: None,
+            resume_at: None,
+            error_log: LogLimiter::new(LOG_INTERVAL),
+        }
+    }
+
+    /// The next accepted connection. Cancel-safe: a pause interrupted by a signal resumes at the
+    /// same instant.
+    async fn next(&mut self) -> (TcpStream, SocketAddr) {
+        loop {
+            if let Some(at) = self.resume_at {
+                tokio::time::sleep_until(at).await;
+                self.resume_at = None;
+            }
+            match self.listener.accept().await {
+                Ok(pair) => {
+                    self.backoff = None;
+                    return pair;
+                }
+                Err(e) => {
+                    edge_metrics::ACCEPT_ERRORS.increment();
+                    let pause = self.backoff.map_or(ACCEPT_BACKOFF_FIRST, |b| {
+                        b.saturating_mul(2).min(ACCEPT_BACKOFF_MAX)
+                    });
+                    self.backoff = Some(pause);
+                    self.resume_at = Some(tokio::time::Instant::now() + pause);
+                    if let Some(suppressed) = self.error_log.occurrence() {
+                        tracing::warn!(
+                            suppressed,
+                            "accept failed: {e}; pausing {} ms before the next accept \
+                             ({suppressed} more failures since the last line)",
+                            pause.as_millis()
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Binds `settings.listen` and serves from `live` until a shutdown signal, then drains.
@@ -170,14 +320,20 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
     // Before the address is announced: a signal sent as soon as the server listens must be
     // handled, not take the default action (which for `SIGHUP` is to terminate).
     let mut signals = Signals::install()?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot listen on `{}` (`server.listen`): {e}",
-                settings.listen
-            )
-        })?;
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on `{}` (`server.listen`): {e}",
+            settings.listen
+        )
+    })?;
+    let admin_listener = match settings.admin {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on `{addr}` (`admin.listen`): {e}"))?,
+        ),
+    };
     let local = listener.local_addr()?;
     let scheme = if settings.tls.is_some() {
         "https"
@@ -187,6 +343,29 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
     tracing::info!("listening on {scheme}://{local} (HTTP/1.1 and HTTP/2)");
     // A stable line on stdout for scripts and tests that start the server on port 0.
     println!("gatehouse listening on {scheme}://{local}");
+    if let Some(admin) = admin_listener {
+        let admin_local = admin.local_addr()?;
+        tracing::info!("admin routes (/_ts/health, /_ts/metrics) on http://{admin_local}");
+        println!("gatehouse admin listening on http://{admin_local}");
+        let (drain, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            live: Arc::clone(&live),
+            builder: connection_builder(&settings.limits),
+            limits: settings.limits,
+            surface: Surface::Admin,
+            permits: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+            drain,
+            at_cap_log: LogLimiter::new(LOG_INTERVAL),
+        });
+        // Runs until the process exits: health must answer `draining` during the drain.
+        tokio::spawn(async move {
+            let mut acceptor = Acceptor::new(admin);
+            loop {
+                let (stream, peer) = acceptor.next().await;
+                accept(stream, peer, &shared);
+            }
+        });
+    }
     let _pid_file = settings
         .pid_file
         .as_deref()
@@ -199,8 +378,19 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
         Arc::clone(&live),
         Arc::clone(&reloads),
     ));
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(connection_builder());
+    let (drain, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        live: Arc::clone(&live),
+        builder: connection_builder(&settings.limits),
+        limits: settings.limits,
+        surface: Surface::Public {
+            admin_split: settings.admin.is_some(),
+        },
+        permits: Arc::new(Semaphore::new(settings.limits.max_connections)),
+        drain,
+        at_cap_log: LogLimiter::new(LOG_INTERVAL),
+    });
+    let mut acceptor = Acceptor::new(listener);
 
     // Serving.
     loop {
@@ -216,7 +406,7 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
                     break;
                 }
             },
-            accepted = listener.accept() => accept(accepted, &live, &graceful, &builder),
+            (stream, peer) = acceptor.next() => accept(stream, peer, &shared),
         }
     }
     live.draining.store(true, Ordering::Relaxed);
@@ -235,15 +425,17 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
                     return Ok(());
                 }
             },
-            accepted = listener.accept() => accept(accepted, &live, &graceful, &builder),
+            (stream, peer) = acceptor.next() => accept(stream, peer, &shared),
         }
     }
 
     // Draining, listener closed: wait for the connections in flight.
-    drop(listener);
-    let open = graceful.count();
+    drop(acceptor);
+    let open = shared.drain.receiver_count();
     tracing::info!("listener closed; waiting for {open} open connection(s)");
-    let drained = graceful.shutdown();
+    shared.drain.send_replace(true);
+    let drain = shared.drain.clone();
+    let drained = drain.closed();
     tokio::pin!(drained);
     loop {
         tokio::select! {
@@ -270,72 +462,251 @@ pub async fn serve(live: Arc<Live>, settings: Settings, reloader: Reloader) -> a
     }
 }
 
-fn accept(
-    accepted: std::io::Result<(TcpStream, SocketAddr)>,
-    live: &Arc<Live>,
-    graceful: &GracefulShutdown,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-) {
-    let (stream, peer) = match accepted {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::warn!("accept failed: {e}");
-            return;
+/// Takes an accepted connection: refused (closed at once) at the connection cap, else served on
+/// its own task.
+fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        if shared.surface != Surface::Admin {
+            edge_metrics::CONNECTIONS_REFUSED_AT_CAP.increment();
         }
+        if let Some(suppressed) = shared.at_cap_log.occurrence() {
+            tracing::warn!(
+                suppressed,
+                "connection cap reached ({} open, `server.max_connections`): closing new \
+                 connections ({suppressed} more closed since the last line)",
+                shared.limits.max_connections
+            );
+        }
+        drop(stream);
+        return;
     };
-    let live = Arc::clone(live);
-    let watcher = graceful.watcher();
-    let builder = Arc::clone(builder);
-    // The TLS configuration a connection starts with is the one it keeps.
-    let tls = live.tls.load_full();
+    let accepted_at = Instant::now();
+    let shared = Arc::clone(shared);
+    // The TLS configuration a connection starts with is the one it keeps (never on the admin
+    // listener, which is plain HTTP).
+    let tls = match shared.surface {
+        Surface::Public { .. } => shared.live.tls.load_full(),
+        Surface::Admin => None,
+    };
+    // Subscribed before the task starts, so the drain counts this connection.
+    let drain = shared.drain.subscribe();
+    let public = shared.surface != Surface::Admin;
+    if public {
+        edge_metrics::CONNECTIONS_OPEN.increment();
+    }
     tokio::spawn(async move {
         match tls {
-            None => serve_connection(TokioIo::new(stream), peer, live, watcher, &builder).await,
+            None => {
+                serve_connection(TokioIo::new(stream), peer, accepted_at, &shared, drain).await;
+            }
             Some(config) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(shared.limits.tls_handshake_timeout, handshake).await {
                     Ok(Ok(tls)) => {
-                        serve_connection(TokioIo::new(tls), peer, live, watcher, &builder).await;
+                        serve_connection(TokioIo::new(tls), peer, accepted_at, &shared, drain)
+                            .await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        edge_metrics::TLS_HANDSHAKE_FAILURES.increment();
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    }
+                    Err(_) => {
+                        edge_metrics::TLS_HANDSHAKE_FAILURES.increment();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                    }
                 }
             }
         }
+        if public {
+            edge_metrics::CONNECTIONS_OPEN.decrement();
+        }
+        drop(permit);
     });
 }
 
-/// Serves one connection (HTTP/1.1 or HTTP/2) until it ends or the drain closes it.
+/// What a connection's watchdog knows about its requests.
+struct Activity {
+    accepted_at: Instant,
+    /// Requests whose head has arrived and whose response has not been sent (or dropped) yet.
+    in_flight: AtomicUsize,
+    /// Requests whose head has arrived, ever.
+    requests: AtomicU64,
+    /// When `in_flight` last dropped to zero, as milliseconds after `accepted_at`.
+    idle_since_ms: AtomicU64,
+}
+
+/// Why a connection's watchdog closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No request head within `server.header_read_timeout_ms` (or `server.idle_timeout_ms`, if
+    /// shorter) of the accept.
+    NoRequestHead,
+    /// No request in flight for `server.idle_timeout_ms`.
+    Idle,
+}
+
+impl Activity {
+    fn new(accepted_at: Instant) -> Self {
+        Self {
+            accepted_at,
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn request_started(self: &Arc<Self>) -> InFlight {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Resolves when the connection has outlived a limit; never while a request is in flight.
+    async fn expired(&self, limits: &ConnectionLimits) -> Expiry {
+        loop {
+            let now = Instant::now();
+            if self.requests.load(Ordering::Relaxed) == 0 {
+                let wait = limits.header_read_timeout.min(limits.idle_timeout);
+                let deadline = self.accepted_at + wait;
+                if now >= deadline {
+                    return Expiry::NoRequestHead;
+                }
+                tokio::time::sleep_until(deadline.into()).await;
+                continue;
+            }
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(limits.idle_timeout).await;
+                continue;
+            }
+            let idle_since = self.accepted_at
+                + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+            let deadline = idle_since + limits.idle_timeout;
+            if now >= deadline && self.in_flight.load(Ordering::Acquire) == 0 {
+                return Expiry::Idle;
+            }
+            tokio::time::sleep_until(deadline.max(now + Duration::from_millis(1)).into()).await;
+        }
+    }
+}
+
+/// A request in flight; dropped when its response body has been sent or abandoned.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let since = u64::try_from(self.0.accepted_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(since, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped. Size hint and end of
+/// stream are passed through, so `Content-Length` framing is kept.
+struct InFlightBody {
+    inner: server::Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = server::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves one connection (HTTP/1.1 or HTTP/2) until it ends, the drain closes it, or its
+/// watchdog does (no request head in time, idle).
 async fn serve_connection<I>(
     io: TokioIo<I>,
     peer: SocketAddr,
-    live: Arc<Live>,
-    watcher: Watcher,
-    builder: &auto::Builder<TokioExecutor>,
+    accepted_at: Instant,
+    shared: &Arc<Shared>,
+    mut drain: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let live = Arc::clone(&live);
-        async move {
-            // One `App` for the whole request: a reload never mixes configurations.
-            let app = live.app.load_full();
-            let lifecycle = live.lifecycle();
-            let http1 = req.version() <= Version::HTTP_11;
-            let mut response = server::handle(&app, lifecycle, peer, req).await;
-            if lifecycle == Lifecycle::Draining && http1 {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let activity = Arc::new(Activity::new(accepted_at));
+    let service = {
+        let shared = Arc::clone(shared);
+        let activity = Arc::clone(&activity);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let shared = Arc::clone(&shared);
+            let in_flight = activity.request_started();
+            async move {
+                // One `App` for the whole request: a reload never mixes configurations.
+                let app = shared.live.app.load_full();
+                let lifecycle = shared.live.lifecycle();
+                let http1 = req.version() <= Version::HTTP_11;
+                let mut response = match shared.surface {
+                    Surface::Admin => server::admin_route(&app, lifecycle, &req),
+                    Surface::Public { admin_split: true }
+                        if server::is_admin_route(req.uri().path()) =>
+                    {
+                        server::admin_route_elsewhere(req.uri().path())
+                    }
+                    Surface::Public { .. } => server::handle(&app, lifecycle, peer, req).await,
+                };
+                if lifecycle == Lifecycle::Draining && http1 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                // The request stays in flight until its body has been sent or dropped.
+                let response = response.map(|body| {
+                    InFlightBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }
+                    .boxed()
+                });
+                Ok::<_, Infallible>(response)
             }
-            Ok::<_, Infallible>(response)
+        })
+    };
+    let connection = shared.builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = drain.wait_for(|draining| *draining), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            expiry = activity.expired(&shared.limits), if !closing => match expiry {
+                Expiry::NoRequestHead => {
+                    edge_metrics::CONNECTIONS_HEADER_TIMEOUT.increment();
+                    tracing::debug!(%peer, "no request head within `server.header_read_timeout_ms`: closing");
+                    // Nothing is in flight: close at once, whatever the protocol's state.
+                    return;
+                }
+                Expiry::Idle => {
+                    edge_metrics::CONNECTIONS_IDLE_CLOSED.increment();
+                    tracing::debug!(%peer, "idle for `server.idle_timeout_ms`: closing");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            },
         }
-    });
-    if let Err(e) = watcher
-        .watch(builder.serve_connection(io, service).into_owned())
-        .await
-    {
-        tracing::debug!(%peer, "connection ended: {e}");
     }
 }
 

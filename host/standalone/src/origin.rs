@@ -15,12 +15,12 @@ use http::{Response, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::{CertificateError, RootCertStore};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, OriginConfig};
 use crate::problem::Problem;
 use crate::server::Body;
 
@@ -39,6 +39,8 @@ pub enum Origin {
         preserve_host: bool,
         /// Response-header timeout.
         timeout: Duration,
+        /// `origin.body_idle_timeout_ms`: the longest gap in the response body.
+        body_idle_timeout: Duration,
         /// The pooled client (boxed: it is large and `Demo` is empty).
         client: Box<OriginClient>,
     },
@@ -51,12 +53,9 @@ impl Origin {
     /// When the URL is not `builtin:demo` or an `http(s)://host[:port]` URL without a path, when
     /// `ca_file` cannot be read or holds no certificate, or when an `https://` origin has no
     /// `ca_file` and the system trust store holds no usable certificate.
-    pub fn from_config(
-        url: &str,
-        preserve_host: bool,
-        timeout: Duration,
-        ca_file: Option<&Path>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_config(config: &OriginConfig) -> Result<Self, ConfigError> {
+        let url = config.url.as_str();
+        let ca_file = config.ca_file.as_deref();
         if url == "builtin:demo" {
             if ca_file.is_some() {
                 return Err(ConfigError::invalid(
@@ -109,17 +108,29 @@ impl Origin {
         let mut http = HttpConnector::new();
         // The URL scheme decides TLS, not the connector.
         http.enforce_http(false);
+        // Bounds the TCP connect (per resolved address); the TLS handshake that follows is
+        // bounded by the response-header timeout, which covers the whole request.
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Box::new(Client::builder(TokioExecutor::new()).build(connector));
+        // A bounded pool, reaped by a timer: idle connections beyond `pool_max_idle`, or idle for
+        // `pool_idle_timeout_ms`, are closed.
+        let client = Box::new(
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
+                .pool_max_idle_per_host(config.pool_max_idle)
+                .build(connector),
+        );
         Ok(Self::Http {
             base,
-            preserve_host,
-            timeout,
+            preserve_host: config.preserve_host,
+            timeout: Duration::from_millis(config.timeout_ms),
+            body_idle_timeout: Duration::from_millis(config.body_idle_timeout_ms),
             client,
         })
     }

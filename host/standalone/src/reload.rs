@@ -90,6 +90,12 @@ impl Reloader {
         if new.drain_timeout != old.drain_timeout {
             changed.push("server.drain_timeout_ms");
         }
+        if new.limits != old.limits {
+            changed.push("server (connection limits)");
+        }
+        if new.admin != old.admin {
+            changed.push("admin.listen");
+        }
         for key in changed {
             tracing::warn!("`{key}` changed: it takes effect only after a restart");
         }

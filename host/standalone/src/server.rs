@@ -24,8 +24,16 @@ pub use crate::origin::Origin;
 use crate::problem::Problem;
 use crate::runtime::ProviderRuntime;
 
+/// Dropped provider headers are logged at most once a second (each is counted in
+/// `gatehouse_provider_headers_dropped_total`).
+static DROPPED_HEADER_LOG: crate::log_limit::LogLimiter =
+    crate::log_limit::LogLimiter::new(std::time::Duration::from_secs(1));
+
 /// Response bodies: streamed from the origin or generated here.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BodyError>;
+
+/// Why a response body failed mid-stream (the origin failed or stalled).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a request needs, built at startup and again by every reload
 /// ([`crate::app::build`]); a request holds one `App` from start to end.
@@ -104,6 +112,31 @@ fn refuse_malformed(req: &Request<Incoming>) -> Option<Response<Body>> {
     None
 }
 
+/// Whether `path` is an operator route (`/_ts/health`, `/_ts/metrics`), which `[admin] listen`
+/// moves to the admin listener.
+#[must_use]
+pub fn is_admin_route(path: &str) -> bool {
+    matches!(path, "/_ts/health" | "/_ts/metrics")
+}
+
+/// What the admin listener answers: the operator routes, and 404 for everything else.
+pub fn admin_route(app: &App, lifecycle: Lifecycle, req: &Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    if !is_admin_route(path) {
+        return Problem::NotFound.response(Some(&format!(
+            "`{path}` is not served on the admin listener"
+        )));
+    }
+    own_route(app, lifecycle, req)
+}
+
+/// What the public listener answers for an operator route when `[admin] listen` is set: 404, as
+/// for any route that does not exist here.
+#[must_use]
+pub fn admin_route_elsewhere(path: &str) -> Response<Body> {
+    Problem::NotFound.response(Some(&format!("`{path}` is not a Gatehouse route")))
+}
+
 fn own_route(app: &App, lifecycle: Lifecycle, req: &Request<Incoming>) -> Response<Body> {
     let route = req.uri().path();
     let known = matches!(route, "/_ts/health" | "/_ts/metrics" | "/_ts/openapi.json");
@@ -164,6 +197,7 @@ fn metrics(app: &App) -> String {
     if let Some(auction) = &app.auction {
         out.push_str(&auction.metrics_text());
     }
+    crate::edge_metrics::render(&mut out);
     out
 }
 
@@ -277,11 +311,16 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
             app.runtime.record_failure(*kind, failure);
         }
         for dropped in &decision.dropped_headers {
-            tracing::warn!(
-                header = dropped.name.as_deref().unwrap_or("(not a token)"),
-                reason = ?dropped.reason,
-                "provider response header dropped"
-            );
+            crate::edge_metrics::PROVIDER_HEADERS_DROPPED.increment();
+            // The name only (a token, or not shown), never the value; one line per second.
+            if let Some(suppressed) = DROPPED_HEADER_LOG.occurrence() {
+                tracing::warn!(
+                    header = dropped.name.as_deref().unwrap_or("(not a token)"),
+                    reason = dropped.reason.label(),
+                    suppressed,
+                    "provider response header dropped"
+                );
+            }
         }
         tracing::debug!("decided: {decision}");
     }
@@ -293,6 +332,7 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
             base,
             preserve_host,
             timeout,
+            body_idle_timeout,
             client,
         } => {
             if let Some(length) = head
@@ -328,7 +368,12 @@ async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<
                 Ok(Ok(response)) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
-                    Response::from_parts(parts, body.boxed())
+                    let authority: std::sync::Arc<str> =
+                        base.authority().map_or("", |a| a.as_str()).into();
+                    let body = crate::body::OriginBody::new(body, *body_idle_timeout, authority)
+                        .map_err(BodyError::from)
+                        .boxed();
+                    Response::from_parts(parts, body)
                 }
             }
         }

@@ -11,6 +11,7 @@ mod hardening;
 mod hostile;
 mod http2;
 mod openapi;
+mod limits;
 mod origin_tls;
 mod reload;
 mod serve;

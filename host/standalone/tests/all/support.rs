@@ -135,6 +135,7 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    admin: Arc<Mutex<Option<SocketAddr>>>,
 }
 
 impl Server {
@@ -177,9 +178,14 @@ impl Server {
         });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let admin = Arc::new(Mutex::new(None));
+        let admin_writer = Arc::clone(&admin);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line
+                if let Some(addr) = line.strip_prefix("gatehouse admin listening on http://") {
+                    *admin_writer.lock().expect("admin") =
+                        Some(addr.parse::<SocketAddr>().expect("admin address"));
+                } else if let Some(addr) = line
                     .strip_prefix("gatehouse listening on http://")
                     .or_else(|| line.strip_prefix("gatehouse listening on https://"))
                 {
@@ -188,7 +194,12 @@ impl Server {
             }
         });
         match rx.recv_timeout(SERVER_START_WAIT) {
-            Ok(addr) => Self { child, addr, log },
+            Ok(addr) => Self {
+                child,
+                addr,
+                log,
+                admin,
+            },
             Err(_) => {
                 let _ = child.kill();
                 std::thread::sleep(Duration::from_millis(200));
@@ -205,6 +216,19 @@ impl Server {
     /// Sends `GET path` with `headers` from 127.0.0.1; panics when no response arrives within `wait`.
     pub fn get_within(&self, path: &str, headers: &[(&str, &str)], wait: Duration) -> Response {
         http_get_within(self.addr, path, headers, wait)
+    }
+
+    /// The admin listener's address (`[admin] listen`); panics when none is announced within
+    /// [`LOG_WAIT`].
+    pub fn admin_addr(&self) -> SocketAddr {
+        let started = Instant::now();
+        loop {
+            if let Some(addr) = *self.admin.lock().expect("admin") {
+                return addr;
+            }
+            assert!(started.elapsed() < LOG_WAIT, "no admin listener announced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The server's log so far.
