@@ -120,6 +120,20 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// `[server.tls]`: terminate TLS on the listener (HTTP/2 and HTTP/1.1 by ALPN).
     pub tls: Option<ServerTlsConfig>,
+    /// `fingerprint_headers`: the request headers a trusted CDN writes transport fingerprints
+    /// into (`{ ja4 = "x-ja4", http2 = "x-http2-fp" }`). Only then does this host supply the
+    /// `ja4` / `http2-fingerprint` reads, and only from trusted proxies.
+    pub fingerprint_headers: Option<FingerprintHeaders>,
+}
+
+/// `[server.fingerprint_headers]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintHeaders {
+    /// `ja4`: the header carrying the JA4 TLS fingerprint.
+    pub ja4: Option<String>,
+    /// `http2`: the header carrying the HTTP/2 fingerprint.
+    pub http2: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +148,7 @@ impl Default for ServerConfig {
             drain_delay_ms: 0,
             pid_file: None,
             tls: None,
+            fingerprint_headers: None,
         }
     }
 }
@@ -690,6 +705,7 @@ impl Config {
         self.client_ip_header()?;
         self.cdn_headers()?;
         self.store.validate()?;
+        self.fingerprint_headers()?;
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",
@@ -708,6 +724,38 @@ impl Config {
             .client_ip_header
             .parse()
             .map_err(|e| ConfigError::invalid("server.client_ip_header", e))
+    }
+
+    /// The parsed `[server.fingerprint_headers]`: `(ja4, http2)` header names.
+    ///
+    /// # Errors
+    /// When a name is not a header name, or no trusted proxy is configured (the headers would
+    /// never be believed).
+    pub fn fingerprint_headers(
+        &self,
+    ) -> Result<(Option<http::HeaderName>, Option<http::HeaderName>), ConfigError> {
+        let Some(f) = &self.server.fingerprint_headers else {
+            return Ok((None, None));
+        };
+        let parse = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|h| {
+                    http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
+                        .map_err(|_| ConfigError::invalid(key, "is not a valid header name"))
+                })
+                .transpose()
+        };
+        let names = (
+            parse("server.fingerprint_headers.ja4", &f.ja4)?,
+            parse("server.fingerprint_headers.http2", &f.http2)?,
+        );
+        if self.server.trusted_proxies.is_empty() && (names.0.is_some() || names.1.is_some()) {
+            return Err(ConfigError::invalid(
+                "server.fingerprint_headers",
+                "needs `server.trusted_proxies`: fingerprints are read only from the trusted CDN in front",
+            ));
+        }
+        Ok(names)
     }
 
     /// The parsed `[server] cdn_headers`.

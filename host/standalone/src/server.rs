@@ -44,6 +44,8 @@ pub struct App {
     /// The identity store (`[store]`), when an Edge Cookie provider is configured and the store
     /// is enabled. Call it through [`crate::identity::IdentityService::call`].
     pub identity: Option<crate::identity::IdentityService>,
+    /// `server.fingerprint_headers`: the trusted headers holding JA4 and the HTTP/2 fingerprint.
+    pub fingerprint_headers: (Option<http::HeaderName>, Option<http::HeaderName>),
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -159,6 +161,17 @@ fn full(body: impl Into<Bytes>) -> Body {
 struct HyperRequestView<'a> {
     head: &'a http::request::Parts,
     client_ip: std::net::IpAddr,
+    /// `server.fingerprint_headers` (the values of untrusted peers were already removed).
+    fingerprints: &'a (Option<http::HeaderName>, Option<http::HeaderName>),
+}
+
+impl HyperRequestView<'_> {
+    fn header_text(&self, name: Option<&http::HeaderName>) -> Option<&str> {
+        name.and_then(|n| self.head.headers.get(n))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
 }
 
 impl RequestView for HyperRequestView<'_> {
@@ -186,6 +199,14 @@ impl RequestView for HyperRequestView<'_> {
 
     fn client_ip(&self) -> Option<std::net::IpAddr> {
         Some(self.client_ip)
+    }
+
+    fn ja4(&self) -> Option<&str> {
+        self.header_text(self.fingerprints.0.as_ref())
+    }
+
+    fn http2_fingerprint(&self) -> Option<&str> {
+        self.header_text(self.fingerprints.1.as_ref())
     }
 }
 
@@ -234,7 +255,11 @@ async fn decide(
     client_ip: std::net::IpAddr,
 ) -> Option<(http::request::Parts, RequestOutcome<'static>)> {
     let run = move |app: &App, head: &http::request::Parts| {
-        let view = HyperRequestView { head, client_ip };
+        let view = HyperRequestView {
+            head,
+            client_ip,
+            fingerprints: &app.fingerprint_headers,
+        };
         let mut providers = app.runtime.for_request();
         match &app.identity {
             Some(identity) => crate::identity::run_pipeline(app, identity, &view, &mut providers),

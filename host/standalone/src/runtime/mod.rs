@@ -55,6 +55,11 @@ pub const BUNDLED: &[(ProviderKind, &str, &[u8])] = &[
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HMAC")),
     ),
     (
+        ProviderKind::EdgeCookie,
+        "host-signals",
+        include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HOST_SIGNALS")),
+    ),
+    (
         ProviderKind::Device,
         "ua-device",
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_UA_DEVICE")),
@@ -97,6 +102,10 @@ pub struct Limits {
     pub forbidden_headers: Vec<String>,
     /// `cache_dir`: where compiled components are cached, if anywhere.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Whether this host supplies the `ja4` read (`server.fingerprint_headers.ja4` is set).
+    pub supplies_ja4: bool,
+    /// Whether this host supplies `http2-fingerprint` (`server.fingerprint_headers.http2`).
+    pub supplies_http2_fingerprint: bool,
 }
 
 impl Default for Limits {
@@ -112,6 +121,8 @@ impl Default for Limits {
             output_limit_bytes: 4096,
             forbidden_headers: Vec::new(),
             cache_dir: None,
+            supplies_ja4: false,
+            supplies_http2_fingerprint: false,
         }
     }
 }
@@ -556,8 +567,8 @@ impl ProviderRuntime {
     ) -> Result<Self, LoadError> {
         let rules = ManifestRules {
             forbidden_headers: limits.forbidden_headers.clone(),
-            supplies_ja4: false,
-            supplies_http2_fingerprint: false,
+            supplies_ja4: limits.supplies_ja4,
+            supplies_http2_fingerprint: limits.supplies_http2_fingerprint,
         };
         let mut rt = Self {
             sandbox: Sandbox::new(limits)?,

@@ -17,9 +17,11 @@ use crate::valkey_support::Valkey;
 /// purposes 1, 3, 9 and 10 (so `store-on-device`).
 const TCF_GRANTS_STORAGE: &str =
     "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA";
-/// iabtcf-java TCStringV2Test::testCanConstructTCModelFromBase64String: purposes 2 and 10 only,
-/// so purpose 1 refused: an explicit withdrawal.
-const TCF_REFUSES_STORAGE: &str = "COtybn4PA_zT4KjACBENAPCIAEBAAECAAIAAAAAAAAAA";
+/// [`TCF_GRANTS_STORAGE`] with the purpose 1 consent bit (core segment bit 152) cleared:
+/// purposes 3, 9 and 10, `purpose_one_treatment` false, so purpose 1 was disclosed and refused,
+/// an explicit withdrawal (`gatehouse consent decode` shows it).
+const TCF_REFUSES_STORAGE: &str =
+    "CLcVDxRMWfGmWAVAHCENAXCkACDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA";
 /// Consent strings of 2012–2020 must not expire for these tests.
 const NO_EXPIRY: &str = "\n[consent]\nmax_consent_age_days = 36500\n";
 
@@ -89,7 +91,7 @@ fn mint_keep_not_permitted_and_withdrawal_on_the_embedded_store_survive_restarts
     let server = Server::start_at(&path);
 
     // Mint: a US browser without a cookie gets one.
-    let minted = page(&server, &[]).expect("minted");
+    let minted = page(&server, &[("X-Geo-Country", "US")]).expect("minted");
     let value = value_of(&minted);
     let cookie = format!("ts-ec={value}");
     // Keep: the same cookie comes back, nothing is set.
@@ -355,52 +357,155 @@ fn two_servers_sharing_one_valkey_see_each_others_records() {
     assert!(!forwarded.contains(&value), "{forwarded}");
 }
 
-/// The identity key the concurrency tests pin: HMAC of one client IP with a random suffix
-/// gives every cookieless request its own value, so the key is fixed by a cookie each request
-/// carries and the store has never seen; every request must find or create the same record.
-const PINNED: &str = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeed.Zz0000";
+/// The deterministic host-signals provider with the fingerprint headers a trusted CDN sets.
+fn host_signals_ec() -> String {
+    r#"
+[server.fingerprint_headers]
+ja4 = "x-ja4"
+http2 = "x-http2-fp"
 
-/// Sends 200 simultaneous first requests for [`PINNED`] and checks each was answered without a
-/// store failure.
-fn two_hundred_simultaneous_first_requests(server: &Server) {
-    let cookie = format!("ts-ec={PINNED}");
+[ec]
+provider = "host-signals"
+
+[ec.providers.host-signals]
+passphrase = "test-passphrase"
+"#
+    .to_owned()
+}
+
+fn write_host_signals(label: &str, origin: &Origin, store_toml: &str) -> PathBuf {
+    let path = temp_dir(label).join("gatehouse.toml");
+    std::fs::write(
+        &path,
+        config(
+            &origin.url(),
+            "US",
+            &format!("{}{store_toml}", host_signals_ec()),
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+const JA4: &str = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+const HTTP2_FP: &str = "1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p";
+
+#[test]
+fn host_signals_mints_from_the_trusted_fingerprint_headers() {
+    let origin = Origin::start();
+    let path = write_host_signals("host-signals", &origin, "\n[store]\nenabled = false\n");
+    let server = Server::start_at(&path);
+    let fingerprints = [("X-Ja4", JA4), ("X-Http2-Fp", HTTP2_FP)];
+    let first = value_of(&page(&server, &fingerprints).expect("minted"));
+    assert_eq!(first.len(), 64, "{first}");
+    // Deterministic: the same signals mint the same value; another JA4 another one.
+    let again = value_of(&page(&server, &fingerprints).expect("minted again"));
+    assert_eq!(first, again);
+    let other = page(
+        &server,
+        &[("X-Ja4", "t13d1516h2_8daaf6152771_000000000000")],
+    )
+    .map(|c| value_of(&c))
+    .expect("minted");
+    assert_ne!(first, other);
+    // Without any fingerprint there is nothing to derive the identity from.
+    assert_eq!(page(&server, &[]), None);
+}
+
+#[test]
+fn fingerprint_headers_from_an_untrusted_peer_are_ignored() {
+    let origin = Origin::start();
+    let path = write_host_signals(
+        "host-signals-untrusted",
+        &origin,
+        "\n[store]\nenabled = false\n",
+    );
+    // The test client (127.0.0.1) is no longer the trusted CDN.
+    let text = std::fs::read_to_string(&path)
+        .expect("read config")
+        .replace(
+            r#"trusted_proxies = ["127.0.0.1"]"#,
+            r#"trusted_proxies = ["192.0.2.1"]"#,
+        );
+    std::fs::write(&path, text).expect("write config");
+    let server = Server::start_at(&path);
+    assert_eq!(
+        page(&server, &[("X-Ja4", JA4), ("X-Http2-Fp", HTTP2_FP)]),
+        None
+    );
+}
+
+#[test]
+fn host_signals_is_refused_at_load_without_fingerprint_headers() {
+    let origin = Origin::start();
+    let path = temp_dir("host-signals-refused").join("gatehouse.toml");
+    std::fs::write(
+        &path,
+        config(
+            &origin.url(),
+            "US",
+            "[ec]\nprovider = \"host-signals\"\n[ec.providers.host-signals]\npassphrase = \"p\"\n",
+        ),
+    )
+    .expect("write config");
+    let out = crate::support::run(&["serve", "--config", &path.display().to_string()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("read `ja4`"), "{stderr}");
+    assert!(stderr.contains("`ec.providers.host-signals`"), "{stderr}");
+}
+
+/// Sends 200 simultaneous first requests (no cookie) with the same fingerprints: the
+/// deterministic host-signals provider mints one value, so all 200 race for one identity key.
+/// Returns that value.
+fn two_hundred_simultaneous_first_requests(server: &Server) -> String {
     let addr = server.addr;
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
     let threads: Vec<_> = (0..200)
         .map(|_| {
             let barrier = std::sync::Arc::clone(&barrier);
-            let cookie = cookie.clone();
             std::thread::spawn(move || {
                 barrier.wait();
                 crate::support::http_get(
                     addr,
                     "/",
-                    &[("User-Agent", BROWSER_UA), ("Cookie", &cookie)],
+                    &[
+                        ("User-Agent", BROWSER_UA),
+                        ("X-Ja4", JA4),
+                        ("X-Http2-Fp", HTTP2_FP),
+                    ],
                 )
             })
         })
         .collect();
+    let mut values = std::collections::BTreeSet::new();
     for t in threads {
         let response = t.join().expect("request thread");
         assert_eq!(response.status, 200, "{response:?}");
+        values.insert(value_of(
+            response
+                .set_cookie("ts-ec")
+                .expect("every request gets the cookie"),
+        ));
     }
+    assert_eq!(values.len(), 1, "one identity: {values:?}");
     let log = server.log();
     assert!(!log.contains("identity store:"), "no store failure: {log}");
+    values.into_iter().next().expect("one value")
 }
 
 #[test]
 fn two_hundred_simultaneous_first_requests_leave_one_record_on_valkey() {
     let valkey = Valkey::start();
     let origin = Origin::start();
-    let server = Server::start_at(&write(
+    let server = Server::start_at(&write_host_signals(
         "identity-200-valkey",
         &origin,
-        "US",
         &valkey_toml(&valkey),
     ));
-    two_hundred_simultaneous_first_requests(&server);
+    let value = two_hundred_simultaneous_first_requests(&server);
     assert!(matches!(
-        record(&valkey_store(&valkey), PINNED),
+        record(&valkey_store(&valkey), &value),
         Some(IdentityRecord::Live(_))
     ));
     assert_eq!(valkey.identity_keys(), 1, "exactly one record");
@@ -409,9 +514,9 @@ fn two_hundred_simultaneous_first_requests_leave_one_record_on_valkey() {
 #[test]
 fn two_hundred_simultaneous_first_requests_leave_one_record_on_redb() {
     let origin = Origin::start();
-    let path = write("identity-200-redb", &origin, "US", "");
+    let path = write_host_signals("identity-200-redb", &origin, "");
     let server = Server::start_at(&path);
-    two_hundred_simultaneous_first_requests(&server);
+    let value = two_hundred_simultaneous_first_requests(&server);
     stop(server);
     let store = RedbStore::open(redb_file(&path)).expect("open");
     assert_eq!(
@@ -420,7 +525,7 @@ fn two_hundred_simultaneous_first_requests_leave_one_record_on_redb() {
         "exactly one record"
     );
     assert!(matches!(
-        record(&store, PINNED),
+        record(&store, &value),
         Some(IdentityRecord::Live(_))
     ));
 }
