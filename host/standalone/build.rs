@@ -12,6 +12,7 @@ use std::process::Command;
 /// first, then the test guests.
 const NO_STD_COMPONENTS: &[&str] = &[
     "gatehouse-provider-hmac",
+    "gatehouse-provider-host-signals",
     "gatehouse-provider-ua-device",
     "gatehouse-provider-header-geo",
     "gatehouse-guest-unknown-permission",

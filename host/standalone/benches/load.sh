@@ -6,7 +6,10 @@
 #   gated  the three bundled providers, default_country FR: without consent the Edge Cookie
 #          provider is never instantiated (geo and device still run: they need no permission)
 #   full   the three bundled providers, default_country US: geo, device and Edge Cookie run for
-#          every request (a fresh instance each), and every response sets `ts-ec`
+#          every request (a fresh instance each), and every response sets `ts-ec`; no identity
+#          store (`[store] enabled = false`)
+#   stored `full` with the default identity store (an embedded redb file in the work dir): every
+#          response's new `ts-ec` is first written to the store, add-only, durably (fsync)
 #
 # Ratios against `bare` are what to compare; absolute numbers depend on the machine (wrk and the
 # server share its cores). Each server is checked before it is measured, so a run that does not
@@ -86,11 +89,17 @@ start bare FR ''
 bare="$started_url"
 start gated FR "$providers"
 gated="$started_url"
-start full US "$providers"
+start full US "$providers
+[store]
+enabled = false"
 full="$started_url"
+start stored US "$providers"
+stored="$started_url"
 expect_cookie "$bare" no
 expect_cookie "$gated" no
 expect_cookie "$full" yes
+expect_cookie "$stored" yes
+[ -f "$work/gatehouse-store.redb" ] || { echo "load.sh: \`stored\` has no store file" >&2; exit 1; }
 
 # measure URL: one wrk run; sets `rps`, `p50` and `p99`. Runs in this shell so a failure exits.
 measure() {
@@ -109,7 +118,7 @@ printf '%-6s %12s %8s %10s %10s\n' config 'requests/s' 'vs bare' 'p50' 'p99'
 measure "$bare"
 bare_rps="$rps"
 printf '%-6s %12.0f %8s %10s %10s\n' bare "$bare_rps" 1.00 "$p50" "$p99"
-for name in gated full; do
+for name in gated full stored; do
     measure "${!name}"
     printf '%-6s %12.0f %8.2f %10s %10s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN {print a / b}')" "$p50" "$p99"
 done

@@ -32,6 +32,9 @@ pub enum BuildError {
     /// `[auction]` is invalid (the error names the key).
     #[error(transparent)]
     Auction(#[from] gatehouse_core::auction::AuctionConfigError),
+    /// The identity store cannot be opened (the error names `store.path` or `store.url`).
+    #[error(transparent)]
+    Store(#[from] crate::identity::StoreOpenError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
@@ -75,7 +78,10 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         trusted: config.trusted_proxies()?,
         header: config.client_ip_header()?,
     };
-    let cdn_headers = config.cdn_headers()?;
+    let mut cdn_headers = config.cdn_headers()?;
+    let (ja4_header, http2_header) = config.fingerprint_headers()?;
+    // Fingerprint headers are CDN facts: removed from requests of untrusted peers.
+    cdn_headers.extend(ja4_header.iter().chain(http2_header.iter()).cloned());
     let select = |kind: ProviderKind| {
         config.selected_provider(kind.section(), &runtime::bundled_names(kind))
     };
@@ -115,8 +121,15 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
             )?,
         )?),
     };
+    // An identity exists only with an Edge Cookie provider: without one, no store is opened.
+    let identity = match &ec {
+        Some(_) => crate::identity::open(&config.store)?,
+        None => None,
+    };
     Ok(App {
         auction,
+        fingerprint_headers: (ja4_header, http2_header),
+        identity,
         pipeline,
         runtime: rt,
         client_ip,
@@ -156,6 +169,16 @@ pub fn runtime_limits(config: &Config) -> runtime::Limits {
         output_limit_bytes: config.runtime.output_limit_bytes,
         forbidden_headers: config.runtime.forbidden_headers.clone(),
         cache_dir,
+        supplies_ja4: config
+            .server
+            .fingerprint_headers
+            .as_ref()
+            .is_some_and(|f| f.ja4.is_some()),
+        supplies_http2_fingerprint: config
+            .server
+            .fingerprint_headers
+            .as_ref()
+            .is_some_and(|f| f.http2.is_some()),
     }
 }
 

@@ -279,6 +279,7 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         let view = HyperRequestView {
             head: &head,
             client_ip: chain.client,
+            fingerprints: &app.fingerprint_headers,
         };
         let mut providers = app.runtime.for_request();
         let outcome = app.pipeline.run_api(&view, &SystemClock, &mut providers);

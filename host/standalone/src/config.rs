@@ -81,6 +81,9 @@ pub struct Config {
     /// `[consent]`: consent signal extraction and pipeline settings.
     #[serde(default)]
     pub consent: gatehouse_core::consent::ConsentConfig,
+    /// `[store]`: the identity store (embedded redb file or Valkey).
+    #[serde(default)]
+    pub store: crate::identity::StoreConfig,
     /// `[auction]` and `[[auction.bidders]]`: `POST /_ts/api/v1/auction` (absent: the route
     /// answers 404).
     pub auction: Option<gatehouse_core::auction::AuctionConfig>,
@@ -156,6 +159,20 @@ pub struct ServerConfig {
     /// acknowledged within 20 s closes it. `0` disables the pings.
     #[serde(default = "default_http2_keepalive_interval")]
     pub http2_keepalive_interval_ms: u64,
+    /// `fingerprint_headers`: the request headers a trusted CDN writes transport fingerprints
+    /// into (`{ ja4 = "x-ja4", http2 = "x-http2-fp" }`). Only then does this host supply the
+    /// `ja4` / `http2-fingerprint` reads, and only from trusted proxies.
+    pub fingerprint_headers: Option<FingerprintHeaders>,
+}
+
+/// `[server.fingerprint_headers]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintHeaders {
+    /// `ja4`: the header carrying the JA4 TLS fingerprint.
+    pub ja4: Option<String>,
+    /// `http2`: the header carrying the HTTP/2 fingerprint.
+    pub http2: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +193,7 @@ impl Default for ServerConfig {
             tls_handshake_timeout_ms: default_tls_handshake_timeout(),
             http2_max_concurrent_streams: default_http2_max_concurrent_streams(),
             http2_keepalive_interval_ms: default_http2_keepalive_interval(),
+            fingerprint_headers: None,
         }
     }
 }
@@ -636,6 +654,10 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(p) = self.store.path.as_mut() {
+            fix(p);
+        }
+        base.clone_into(&mut self.store.config_dir);
         if let Some(tls) = self.server.tls.as_mut() {
             fix(&mut tls.cert);
             fix(&mut tls.key);
@@ -769,6 +791,8 @@ impl Config {
         self.validate_runtime()?;
         self.client_ip_header()?;
         self.cdn_headers()?;
+        self.store.validate()?;
+        self.fingerprint_headers()?;
         let positive = [
             ("server.max_body_bytes", self.server.max_body_bytes),
             (
@@ -860,6 +884,38 @@ impl Config {
             .client_ip_header
             .parse()
             .map_err(|e| ConfigError::invalid("server.client_ip_header", e))
+    }
+
+    /// The parsed `[server.fingerprint_headers]`: `(ja4, http2)` header names.
+    ///
+    /// # Errors
+    /// When a name is not a header name, or no trusted proxy is configured (the headers would
+    /// never be believed).
+    pub fn fingerprint_headers(
+        &self,
+    ) -> Result<(Option<http::HeaderName>, Option<http::HeaderName>), ConfigError> {
+        let Some(f) = &self.server.fingerprint_headers else {
+            return Ok((None, None));
+        };
+        let parse = |key: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|h| {
+                    http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
+                        .map_err(|_| ConfigError::invalid(key, "is not a valid header name"))
+                })
+                .transpose()
+        };
+        let names = (
+            parse("server.fingerprint_headers.ja4", &f.ja4)?,
+            parse("server.fingerprint_headers.http2", &f.http2)?,
+        );
+        if self.server.trusted_proxies.is_empty() && (names.0.is_some() || names.1.is_some()) {
+            return Err(ConfigError::invalid(
+                "server.fingerprint_headers",
+                "needs `server.trusted_proxies`: fingerprints are read only from the trusted CDN in front",
+            ));
+        }
+        Ok(names)
     }
 
     /// The parsed `[server] cdn_headers`.

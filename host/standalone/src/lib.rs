@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod config;
 pub mod consent;
 pub mod edge_metrics;
+pub mod identity;
 pub mod listener;
 pub mod log_limit;
 pub mod origin;

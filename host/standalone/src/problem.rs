@@ -28,6 +28,8 @@ pub enum Problem {
     UnsupportedMediaType,
     /// The auction request is not valid; the problem's `field` names the JSON path.
     InvalidAuctionInput,
+    /// The server cannot answer now (shutting down).
+    Unavailable,
 }
 
 impl Problem {
@@ -77,6 +79,11 @@ impl Problem {
                 StatusCode::BAD_REQUEST,
                 "invalid-auction-input",
                 "The auction request is invalid",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The server cannot answer this request now",
             ),
         }
     }

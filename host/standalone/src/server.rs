@@ -10,9 +10,10 @@
 //! inline.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestView};
+use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestOutcome, RequestView};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -52,6 +53,11 @@ pub struct App {
     pub origin: Origin,
     /// `[auction]`: `POST /_ts/api/v1/auction`, when configured.
     pub auction: Option<crate::auction::AuctionService>,
+    /// The identity store (`[store]`), when an Edge Cookie provider is configured and the store
+    /// is enabled. Call it through [`crate::identity::IdentityService::call`].
+    pub identity: Option<crate::identity::IdentityService>,
+    /// `server.fingerprint_headers`: the trusted headers holding JA4 and the HTTP/2 fingerprint.
+    pub fingerprint_headers: (Option<http::HeaderName>, Option<http::HeaderName>),
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -65,7 +71,7 @@ pub enum Lifecycle {
 
 /// Routes one request.
 pub async fn handle(
-    app: &App,
+    app: &Arc<App>,
     lifecycle: Lifecycle,
     peer: SocketAddr,
     mut req: Request<Incoming>,
@@ -220,6 +226,17 @@ fn full(body: impl Into<Bytes>) -> Body {
 pub(crate) struct HyperRequestView<'a> {
     pub(crate) head: &'a http::request::Parts,
     pub(crate) client_ip: std::net::IpAddr,
+    /// `server.fingerprint_headers` (the values of untrusted peers were already removed).
+    pub(crate) fingerprints: &'a (Option<http::HeaderName>, Option<http::HeaderName>),
+}
+
+impl HyperRequestView<'_> {
+    fn header_text(&self, name: Option<&http::HeaderName>) -> Option<&str> {
+        name.and_then(|n| self.head.headers.get(n))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
 }
 
 impl RequestView for HyperRequestView<'_> {
@@ -247,6 +264,14 @@ impl RequestView for HyperRequestView<'_> {
 
     fn client_ip(&self) -> Option<std::net::IpAddr> {
         Some(self.client_ip)
+    }
+
+    fn ja4(&self) -> Option<&str> {
+        self.header_text(self.fingerprints.0.as_ref())
+    }
+
+    fn http2_fingerprint(&self) -> Option<&str> {
+        self.header_text(self.fingerprints.1.as_ref())
     }
 }
 
@@ -287,24 +312,45 @@ impl Clock for SystemClock {
     }
 }
 
-async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let (mut head, body) = req.into_parts();
-    let chain = app.client_ip.resolve(peer.ip(), &head.headers);
-    let outcome = {
+/// Runs the page pipeline for one request: with the identity lifecycle on the blocking pool
+/// when a store is configured (store calls block), else inline.
+async fn decide(
+    app: &Arc<App>,
+    head: http::request::Parts,
+    client_ip: std::net::IpAddr,
+) -> Option<(http::request::Parts, RequestOutcome<'static>)> {
+    let run = move |app: &App, head: &http::request::Parts| {
         let view = HyperRequestView {
-            head: &head,
-            client_ip: chain.client,
+            head,
+            client_ip,
+            fingerprints: &app.fingerprint_headers,
         };
-        let run = || {
-            let mut providers = app.runtime.for_request();
-            app.pipeline.run(&view, &SystemClock, &mut providers)
-        };
-        // Provider calls (and any synchronous store call) never run on an async worker.
-        if app.runtime.has_providers() && gatehouse_core::pipeline::is_page_request(&view) {
-            app.runtime.run_blocking(run).await
-        } else {
-            run()
+        let mut providers = app.runtime.for_request();
+        match &app.identity {
+            Some(identity) => crate::identity::run_pipeline(app, identity, &view, &mut providers),
+            None => app.pipeline.run(&view, &SystemClock, &mut providers),
         }
+    };
+    let page = gatehouse_core::pipeline::is_page_request(&HyperRequestView {
+        head: &head,
+        client_ip,
+        fingerprints: &app.fingerprint_headers,
+    });
+    // Provider calls and store calls never run on an async worker: a slow provider or store
+    // must not stall unrelated connections.
+    let outcome = if page && (app.runtime.has_providers() || app.identity.is_some()) {
+        app.runtime.run_blocking(|| run(app, &head)).await
+    } else {
+        run(app, &head)
+    };
+    Some((head, outcome))
+}
+
+async fn proxy(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (head, body) = req.into_parts();
+    let chain = app.client_ip.resolve(peer.ip(), &head.headers);
+    let Some((mut head, outcome)) = decide(app, head, chain.client).await else {
+        return Problem::Unavailable.response(Some("the server is shutting down"));
     };
     if let Some(decision) = &outcome.decision {
         for (kind, failure) in &decision.failures {

@@ -60,6 +60,11 @@ pub const BUNDLED: &[(ProviderKind, &str, &[u8])] = &[
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HMAC")),
     ),
     (
+        ProviderKind::EdgeCookie,
+        "host-signals",
+        include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HOST_SIGNALS")),
+    ),
+    (
         ProviderKind::Device,
         "ua-device",
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_UA_DEVICE")),
@@ -109,6 +114,10 @@ pub struct Limits {
     pub max_concurrent_pipelines: u32,
     /// `[runtime.answer_cache]`: pure providers' answers.
     pub answer_cache: AnswerCacheLimits,
+    /// Whether this host supplies the `ja4` read (`server.fingerprint_headers.ja4` is set).
+    pub supplies_ja4: bool,
+    /// Whether this host supplies `http2-fingerprint` (`server.fingerprint_headers.http2`).
+    pub supplies_http2_fingerprint: bool,
 }
 
 impl Default for Limits {
@@ -127,6 +136,8 @@ impl Default for Limits {
             cache_dir: None,
             max_concurrent_pipelines: 64,
             answer_cache: AnswerCacheLimits::default(),
+            supplies_ja4: false,
+            supplies_http2_fingerprint: false,
         }
     }
 }
@@ -579,8 +590,8 @@ impl ProviderRuntime {
     ) -> Result<Self, LoadError> {
         let rules = ManifestRules {
             forbidden_headers: limits.forbidden_headers.clone(),
-            supplies_ja4: false,
-            supplies_http2_fingerprint: false,
+            supplies_ja4: limits.supplies_ja4,
+            supplies_http2_fingerprint: limits.supplies_http2_fingerprint,
         };
         let slots = usize::try_from(limits.max_concurrent_pipelines.max(1)).unwrap_or(1);
         let mut rt = Self {
