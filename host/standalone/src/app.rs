@@ -32,6 +32,9 @@ pub enum BuildError {
     /// The Edge Cookie or consent settings are invalid (the error names the key).
     #[error(transparent)]
     Pipeline(#[from] PipelineConfigError),
+    /// The identity store cannot be opened (the error names `store.path` or `store.url`).
+    #[error(transparent)]
+    Store(#[from] crate::identity::StoreOpenError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
@@ -118,7 +121,13 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         Duration::from_millis(config.origin.timeout_ms),
         config.origin.ca_file.as_deref(),
     )?;
+    // An identity exists only with an Edge Cookie provider: without one, no store is opened.
+    let identity = match &ec {
+        Some(_) => crate::identity::open(&config.store)?,
+        None => None,
+    };
     Ok(App {
+        identity,
         pipeline,
         runtime: rt,
         client_ip,

@@ -78,6 +78,9 @@ pub struct Config {
     /// `[consent]`: consent signal extraction and pipeline settings.
     #[serde(default)]
     pub consent: gatehouse_core::consent::ConsentConfig,
+    /// `[store]`: the identity store (embedded redb file or Valkey).
+    #[serde(default)]
+    pub store: crate::identity::StoreConfig,
 }
 
 /// `[server]`.
@@ -516,6 +519,10 @@ impl Config {
         {
             fix(p);
         }
+        if let Some(p) = self.store.path.as_mut() {
+            fix(p);
+        }
+        base.clone_into(&mut self.store.config_dir);
         if let Some(tls) = self.server.tls.as_mut() {
             fix(&mut tls.cert);
             fix(&mut tls.key);
@@ -682,6 +689,7 @@ impl Config {
         }
         self.client_ip_header()?;
         self.cdn_headers()?;
+        self.store.validate()?;
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::invalid(
                 "server.max_body_bytes",

@@ -8,6 +8,7 @@ pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod consent;
+pub mod identity;
 pub mod listener;
 pub mod origin;
 pub mod problem;

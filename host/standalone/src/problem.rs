@@ -24,6 +24,8 @@ pub enum Problem {
     OriginTimeout,
     /// The TLS connection to the origin failed (certificate unknown, name mismatch, ...).
     OriginTls,
+    /// The server cannot answer now (shutting down).
+    Unavailable,
 }
 
 impl Problem {
@@ -63,6 +65,11 @@ impl Problem {
                 StatusCode::BAD_GATEWAY,
                 "origin-tls",
                 "The TLS connection to the publisher origin failed",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The server cannot answer this request now",
             ),
         }
     }

@@ -8,9 +8,10 @@
 //! providers at most per request), so they run inline on the connection's task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestView};
+use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestOutcome, RequestView};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -40,6 +41,9 @@ pub struct App {
     pub max_body_bytes: u64,
     /// The origin.
     pub origin: Origin,
+    /// The identity store (`[store]`), when an Edge Cookie provider is configured and the store
+    /// is enabled. Call it through [`crate::identity::IdentityService::call`].
+    pub identity: Option<crate::identity::IdentityService>,
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -53,7 +57,7 @@ pub enum Lifecycle {
 
 /// Routes one request.
 pub async fn handle(
-    app: &App,
+    app: &Arc<App>,
     lifecycle: Lifecycle,
     peer: SocketAddr,
     mut req: Request<Incoming>,
@@ -212,7 +216,7 @@ impl EditableHeaders for HyperHeaders<'_> {
 }
 
 /// The wall clock, for consent expiry.
-struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix_seconds(&self) -> u64 {
@@ -222,16 +226,44 @@ impl Clock for SystemClock {
     }
 }
 
-async fn proxy(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let (mut head, body) = req.into_parts();
-    let chain = app.client_ip.resolve(peer.ip(), &head.headers);
-    let outcome = {
-        let view = HyperRequestView {
-            head: &head,
-            client_ip: chain.client,
-        };
+/// Runs the page pipeline for one request: with the identity lifecycle on the blocking pool
+/// when a store is configured (store calls block), else inline.
+async fn decide(
+    app: &Arc<App>,
+    head: http::request::Parts,
+    client_ip: std::net::IpAddr,
+) -> Option<(http::request::Parts, RequestOutcome<'static>)> {
+    let run = move |app: &App, head: &http::request::Parts| {
+        let view = HyperRequestView { head, client_ip };
         let mut providers = app.runtime.for_request();
-        app.pipeline.run(&view, &SystemClock, &mut providers)
+        match &app.identity {
+            Some(identity) => crate::identity::run_pipeline(app, identity, &view, &mut providers),
+            None => app.pipeline.run(&view, &SystemClock, &mut providers),
+        }
+    };
+    if app.identity.is_none() {
+        let outcome = run(app, &head);
+        return Some((head, outcome));
+    }
+    let task_app = Arc::clone(app);
+    let task = tokio::task::spawn_blocking(move || {
+        let outcome = run(&task_app, &head);
+        (head, outcome)
+    });
+    match task.await {
+        Ok(done) => Some(done),
+        // A panic in the pipeline is a bug; re-raise it on this task as the inline path would.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => None,
+    }
+}
+
+async fn proxy(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (head, body) = req.into_parts();
+    let chain = app.client_ip.resolve(peer.ip(), &head.headers);
+    let Some((mut head, outcome)) = decide(app, head, chain.client).await else {
+        return Problem::Unavailable.response(Some("the server is shutting down"));
     };
     if let Some(decision) = &outcome.decision {
         for (kind, failure) in &decision.failures {
