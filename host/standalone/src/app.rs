@@ -35,6 +35,9 @@ pub enum BuildError {
     /// The identity store cannot be opened (the error names `store.path` or `store.url`).
     #[error(transparent)]
     Store(#[from] crate::identity::StoreOpenError),
+    /// `[[partners]]` is invalid (the error names the key).
+    #[error(transparent)]
+    Partners(#[from] gatehouse_core::sync::PartnerConfigError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
@@ -126,9 +129,15 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         Some(_) => crate::identity::open(&config.store)?,
         None => None,
     };
+    let batch_sync = crate::batch_sync::BatchSync::new(
+        gatehouse_core::sync::Partners::new(&config.partners)?,
+        identity.clone(),
+        config.ec.max_age_secs,
+    );
     Ok(App {
         identity,
         pipeline,
+        batch_sync,
         runtime: rt,
         client_ip,
         cdn_headers,

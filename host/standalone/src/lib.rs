@@ -4,6 +4,7 @@
 //! benchmarks and tests can drive the runtime directly.
 
 pub mod app;
+pub mod batch_sync;
 pub mod body;
 pub mod client_ip;
 pub mod config;

@@ -44,6 +44,8 @@ pub struct App {
     /// The identity store (`[store]`), when an Edge Cookie provider is configured and the store
     /// is enabled. Call it through [`crate::identity::IdentityService::call`].
     pub identity: Option<crate::identity::IdentityService>,
+    /// `POST /_ts/api/v1/batch-sync`: partners and the identity store.
+    pub batch_sync: crate::batch_sync::BatchSync,
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -66,6 +68,9 @@ pub async fn handle(
         return problem;
     }
     let path = req.uri().path();
+    if path == crate::batch_sync::ROUTE {
+        return app.batch_sync.handle(req).await;
+    }
     if path == "/_ts" || path.starts_with("/_ts/") {
         return own_route(app, lifecycle, &req);
     }

@@ -2,6 +2,7 @@
 //! provider components and a loopback origin. One test binary, one module per area.
 
 mod audit;
+mod batch_sync;
 mod cli;
 mod cli_consent;
 mod components;
