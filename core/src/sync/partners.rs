@@ -191,7 +191,6 @@ impl Partners {
     }
 
     /// Every partner, in config order.
-    #[must_use]
     pub fn iter(&self) -> std::slice::Iter<'_, Partner> {
         self.partners.iter()
     }

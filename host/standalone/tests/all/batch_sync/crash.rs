@@ -4,8 +4,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gatehouse_store::RedbStore;
@@ -34,7 +34,9 @@ fn partners_toml() -> String {
 /// One batch-sync POST; the status, or `None` when the server is gone.
 fn post(addr: SocketAddr, key: &str, body: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
     let request = format!(
         "POST /_ts/api/v1/batch-sync HTTP/1.1\r\nhost: gatehouse.test\r\nconnection: close\r\n\
          authorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -50,7 +52,9 @@ fn post(addr: SocketAddr, key: &str, body: &str) -> Option<u16> {
 /// Mints one identity through a page view in the US (store-on-device held).
 fn mint(server: &Server) -> String {
     let response = server.get("/", &[("User-Agent", BROWSER_UA), ("X-Geo-Country", "US")]);
-    let cookie = response.set_cookie("ts-ec").expect("an Edge Cookie is minted");
+    let cookie = response
+        .set_cookie("ts-ec")
+        .expect("an Edge Cookie is minted");
     cookie
         .split(';')
         .next()
@@ -80,7 +84,10 @@ fn every_acknowledged_mapping_survives_kill_9_under_sustained_sync_load() {
     // as fast as the server answers, and remembers the last acknowledged timestamp.
     let stop = Arc::new(AtomicBool::new(false));
     let base = now() - 100_000;
-    let acked: Vec<Arc<AtomicU64>> = PARTNERS.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let acked: Vec<Arc<AtomicU64>> = PARTNERS
+        .iter()
+        .map(|_| Arc::new(AtomicU64::new(0)))
+        .collect();
     let load: Vec<_> = PARTNERS
         .iter()
         .zip(&acked)
@@ -111,7 +118,10 @@ fn every_acknowledged_mapping_survives_kill_9_under_sustained_sync_load() {
     }
     let mut server = server;
     server.signal(rustix::process::Signal::KILL);
-    assert!(server.wait_exit(Duration::from_secs(60)).is_some(), "killed");
+    assert!(
+        server.wait_exit(Duration::from_secs(60)).is_some(),
+        "killed"
+    );
     stop.store(true, Ordering::SeqCst);
     for thread in load {
         thread.join().expect("load thread");
@@ -137,5 +147,8 @@ fn every_acknowledged_mapping_survives_kill_9_under_sustained_sync_load() {
     let server = Server::start_at(&path);
     let t = acked[0].load(Ordering::SeqCst) + 1_000;
     let body = json!({"mappings": [{"ec_id": ecs[0], "partner_uid": "after", "timestamp": t}]});
-    assert_eq!(post(server.addr, &key_of("ssp"), &body.to_string()), Some(200));
+    assert_eq!(
+        post(server.addr, &key_of("ssp"), &body.to_string()),
+        Some(200)
+    );
 }

@@ -30,13 +30,15 @@ pub async fn shuffled_concurrent_batches_keep_the_greatest_timestamp(
     for (p, partner) in PARTNERS.iter().enumerate() {
         // Each batch carries every identity once; batch `b` gets timestamp offset `order[b]`,
         // a different shuffle per identity, so arrival order says nothing about recency.
-        let mut orders: Vec<Vec<u64>> = (0..IDENTITIES)
+        let orders: Vec<Vec<u64>> = (0..IDENTITIES)
             .map(|_| {
                 let mut order: Vec<u64> = (1..=BATCHES_PER_PARTNER as u64).collect();
                 order.shuffle(&mut rand::rng());
                 order
             })
             .collect();
+        // `b` is a batch number into every identity's own shuffle, not an index into one slice.
+        #[allow(clippy::needless_range_loop)]
         for b in 0..BATCHES_PER_PARTNER {
             let mappings: Vec<serde_json::Value> = (0..IDENTITIES)
                 .map(|i| {
@@ -52,7 +54,6 @@ pub async fn shuffled_concurrent_batches_keep_the_greatest_timestamp(
                 (partner, body, answer.status, answer.body)
             }));
         }
-        orders.clear();
     }
     let mut acknowledged = std::collections::HashMap::<(usize, String), u64>::new();
     for task in tasks {
