@@ -41,6 +41,7 @@ fn auction(policy: &Policy) -> Auction {
         bidstream_enabled: bidstream,
         consent_forwarding: mode,
         forward_cookies: vec!["pub_seg".to_owned()],
+        partner: None,
     };
     let config = AuctionConfig {
         tmax_ms: 300,

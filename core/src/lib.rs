@@ -11,6 +11,8 @@
 //! - [`auction`] builds one OpenRTB 2.6 bid request per bidder from the page's ad units and the
 //!   request's consent and permissions, and chooses the winners from the answers ([`openrtb`]
 //!   holds the wire types).
+//! - [`sync`] holds the `[[partners]]` registry and applies partners' batch syncs to the
+//!   identity store.
 //!
 //! This crate must never perform I/O, spawn threads or depend on an async runtime or wasmtime: it
 //! builds for `wasm32-wasip1`/`wasm32-wasip2` so every host (standalone, Fastly, Spin) runs the
@@ -23,3 +25,4 @@ pub mod openrtb;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;
+pub mod sync;

@@ -43,8 +43,12 @@ impl Default for AuctionConfig {
 }
 
 /// One `[[auction.bidders]]` entry: an OpenRTB endpoint and the partner's flags.
+///
+/// A bidder that names a `[[partners]]` entry (`partner = "<id>"`) takes that partner's
+/// `bidstream_enabled` and `consent_forwarding` ([`super::Auction::with_partners`]); setting
+/// either flag inline as well is a config error, so the two can never disagree.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawBidderConfig")]
 pub struct BidderConfig {
     /// `name`: the partner id, unique; reported to the page as the winning bidder.
     pub name: String,
@@ -68,6 +72,61 @@ pub struct BidderConfig {
     /// `consent_forwarding`).
     #[serde(default)]
     pub forward_cookies: Vec<String>,
+    /// `partner` (optional): the `[[partners]]` id whose auction flags apply to this bidder.
+    #[serde(default)]
+    pub partner: Option<String>,
+}
+
+/// `[[auction.bidders]]` as written: the flags are optional so that naming a partner and
+/// setting a flag inline can be told apart.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBidderConfig {
+    name: String,
+    url: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    publisher_id: Option<String>,
+    #[serde(default)]
+    bidstream_enabled: Option<bool>,
+    #[serde(default)]
+    consent_forwarding: Option<ConsentForwarding>,
+    #[serde(default)]
+    forward_cookies: Vec<String>,
+    #[serde(default)]
+    partner: Option<String>,
+}
+
+impl TryFrom<RawBidderConfig> for BidderConfig {
+    type Error = String;
+
+    fn try_from(raw: RawBidderConfig) -> Result<Self, Self::Error> {
+        if let Some(partner) = &raw.partner {
+            let inline = [
+                raw.bidstream_enabled.map(|_| "bidstream_enabled"),
+                raw.consent_forwarding.map(|_| "consent_forwarding"),
+            ];
+            if let Some(field) = inline.into_iter().flatten().next() {
+                return Err(format!(
+                    "bidder `{}` names partner `{}`, whose `{field}` applies: remove \
+                     `auction.bidders[].{field}` or the `partner` key",
+                    escaped(&raw.name),
+                    escaped(partner)
+                ));
+            }
+        }
+        Ok(Self {
+            name: raw.name,
+            url: raw.url,
+            timeout_ms: raw.timeout_ms,
+            publisher_id: raw.publisher_id,
+            bidstream_enabled: raw.bidstream_enabled.unwrap_or(false),
+            consent_forwarding: raw.consent_forwarding.unwrap_or_default(),
+            forward_cookies: raw.forward_cookies,
+            partner: raw.partner,
+        })
+    }
 }
 
 /// Where a partner receives the consent strings.
@@ -169,6 +228,14 @@ pub enum AuctionConfigError {
         key: String,
         /// The value, escaped.
         value: String,
+    },
+    /// `partner` names no `[[partners]]` entry.
+    #[error("config key `{key}`: no partner has the id `{id}`")]
+    UnknownPartner {
+        /// The key.
+        key: String,
+        /// The id, escaped.
+        id: String,
     },
     /// The policy lacks a permission the auction gates identity on.
     #[error(

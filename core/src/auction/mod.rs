@@ -50,8 +50,10 @@ use crate::consent::{ConsentConfig, ConsentContext, CookieNames};
 use crate::openrtb::BidRequest;
 use crate::pipeline::{EdgeCookieDecision, PageDecision};
 use crate::policy::{PermissionId, PermissionSet, Policy};
+use crate::sync::Partners;
 
 use build::{ForwardedConsent, Shared};
+pub(crate) use config::is_bidder_name as is_partner_token;
 use config::{check_cookie_name, check_domain, escaped, is_bidder_name, is_http_url};
 
 /// The auction of one deployment: validated `[auction]` settings, built once at startup.
@@ -178,10 +180,45 @@ impl Auction {
     /// `select-personalised-ads`.
     pub fn new(
         policy: &Policy,
-        mut config: AuctionConfig,
+        config: AuctionConfig,
         consent: &ConsentConfig,
         edge_cookie_name: &str,
     ) -> Result<Self, AuctionConfigError> {
+        Self::with_partners(
+            policy,
+            config,
+            consent,
+            edge_cookie_name,
+            &Partners::default(),
+        )
+    }
+
+    /// [`Auction::new`] for a deployment with `[[partners]]`: a bidder with `partner = "<id>"`
+    /// takes that partner's `bidstream_enabled` and `consent_forwarding`.
+    ///
+    /// # Errors
+    /// As [`Auction::new`], and [`AuctionConfigError::UnknownPartner`] when a bidder's
+    /// `partner` names no configured partner.
+    pub fn with_partners(
+        policy: &Policy,
+        mut config: AuctionConfig,
+        consent: &ConsentConfig,
+        edge_cookie_name: &str,
+        partners: &Partners,
+    ) -> Result<Self, AuctionConfigError> {
+        for (i, bidder) in config.bidders.iter_mut().enumerate() {
+            if let Some(id) = &bidder.partner {
+                let partner =
+                    partners
+                        .get(id)
+                        .ok_or_else(|| AuctionConfigError::UnknownPartner {
+                            key: format!("auction.bidders[{i}].partner"),
+                            id: escaped(id),
+                        })?;
+                bidder.bidstream_enabled = partner.bidstream_enabled;
+                bidder.consent_forwarding = partner.consent_forwarding;
+            }
+        }
         let permission = |name: &'static str| {
             policy
                 .permission_id(name)

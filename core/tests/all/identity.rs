@@ -3,6 +3,6 @@
 //! injectable failures and simulated concurrent writers.
 
 mod lifecycle;
-mod memory;
+pub(crate) mod memory;
 mod record;
 mod retry;

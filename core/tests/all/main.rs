@@ -6,3 +6,4 @@ mod identity;
 mod pipeline;
 mod policy;
 mod provider_manifest;
+mod sync;

@@ -35,6 +35,9 @@ pub enum BuildError {
     /// The identity store cannot be opened (the error names `store.path` or `store.url`).
     #[error(transparent)]
     Store(#[from] crate::identity::StoreOpenError),
+    /// `[[partners]]` is invalid (the error names the key).
+    #[error(transparent)]
+    Partners(#[from] gatehouse_core::sync::PartnerConfigError),
 }
 
 /// Loads the policy: the file at `path` (`policy.path`), or the embedded default.
@@ -110,27 +113,33 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         );
     }
     let origin = Origin::from_config(&config.origin)?;
-    let auction = match &config.auction {
-        None => None,
-        Some(auction) => Some(crate::auction::AuctionService::new(
-            gatehouse_core::auction::Auction::new(
-                policy,
-                auction.clone(),
-                &config.consent,
-                &config.ec.cookie_name,
-            )?,
-        )?),
-    };
     // An identity exists only with an Edge Cookie provider: without one, no store is opened.
     let identity = match &ec {
         Some(_) => crate::identity::open(&config.store)?,
         None => None,
     };
+    let partners = gatehouse_core::sync::Partners::new(&config.partners)?;
+    // Bidders that name a partner take its `bidstream_enabled` and `consent_forwarding`.
+    let auction = match &config.auction {
+        None => None,
+        Some(auction) => Some(crate::auction::AuctionService::new(
+            gatehouse_core::auction::Auction::with_partners(
+                policy,
+                auction.clone(),
+                &config.consent,
+                &config.ec.cookie_name,
+                &partners,
+            )?,
+        )?),
+    };
+    let batch_sync =
+        crate::batch_sync::BatchSync::new(partners, identity.clone(), config.ec.max_age_secs);
     Ok(App {
         auction,
         fingerprint_headers: (ja4_header, http2_header),
         identity,
         pipeline,
+        batch_sync,
         runtime: rt,
         client_ip,
         cdn_headers,

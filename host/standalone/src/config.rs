@@ -84,6 +84,9 @@ pub struct Config {
     /// `[store]`: the identity store (embedded redb file or Valkey).
     #[serde(default)]
     pub store: crate::identity::StoreConfig,
+    /// `[[partners]]`: partners that push their user ids (`POST /_ts/api/v1/batch-sync`).
+    #[serde(default)]
+    pub partners: Vec<gatehouse_core::sync::PartnerConfig>,
     /// `[auction]` and `[[auction.bidders]]`: `POST /_ts/api/v1/auction` (absent: the route
     /// answers 404).
     pub auction: Option<gatehouse_core::auction::AuctionConfig>,

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auction;
+pub mod batch_sync;
 pub mod body;
 pub mod client_ip;
 pub mod config;

@@ -8,6 +8,7 @@
 //! - `gatehouse consent decode STRING`: decode a consent string to JSON.
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
 //! - `gatehouse providers inspect FILE [--json]`: what a provider declares and imports.
+//! - `gatehouse partner hash-key < KEY`: the `api_key_sha256` of a partner's API key.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +75,19 @@ enum Command {
         #[command(subcommand)]
         command: ProvidersCommand,
     },
+    /// Partner tools.
+    Partner {
+        #[command(subcommand)]
+        command: PartnerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnerCommand {
+    /// Read a partner's API key from stdin and print its `api_key_sha256` (lowercase hex).
+    ///
+    /// One trailing line break is not part of the key. Keys shorter than 32 bytes are refused.
+    HashKey,
 }
 
 /// `serve --log-format`.
@@ -310,7 +324,35 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Partner {
+            command: PartnerCommand::HashKey,
+        } => match hash_key_from_stdin() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// `gatehouse partner hash-key`: the key is never echoed, logged or put in an error.
+fn hash_key_from_stdin() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut key = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut key)
+        .context("cannot read the api key from stdin")?;
+    if key.last() == Some(&b'\n') {
+        key.pop();
+        if key.last() == Some(&b'\r') {
+            key.pop();
+        }
+    }
+    Ok(gatehouse_core::sync::hash_api_key(&key)?)
 }
 
 /// `gatehouse providers inspect`.

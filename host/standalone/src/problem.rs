@@ -18,14 +18,24 @@ pub enum Problem {
     BadRequest,
     /// The client's request body is over `server.max_body_bytes`.
     PayloadTooLarge,
+    /// An API request without a valid credential.
+    Unauthorized,
+    /// An API caller over its rate limit (sent with `Retry-After`).
+    RateLimited,
+    /// An API request body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A batch-sync body that is not a batch (malformed JSON, a missing or mistyped field).
+    InvalidBatch,
+    /// A batch-sync body with more mappings than accepted.
+    TooManyMappings,
+    /// The identity store is unavailable (nothing was written).
+    StoreUnavailable,
     /// The origin could not be reached or failed mid-response.
     OriginUnavailable,
     /// The origin did not answer in time.
     OriginTimeout,
     /// The TLS connection to the origin failed (certificate unknown, name mismatch, ...).
     OriginTls,
-    /// A body in a media type the route does not accept (the auction takes `application/json`).
-    UnsupportedMediaType,
     /// The auction request is not valid; the problem's `field` names the JSON path.
     InvalidAuctionInput,
     /// The server cannot answer now (shutting down).
@@ -55,6 +65,36 @@ impl Problem {
                 "payload-too-large",
                 "The request body is larger than this server accepts",
             ),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "A valid API key is required",
+            ),
+            Self::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests; retry after the time given",
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "The request body must be application/json",
+            ),
+            Self::InvalidBatch => (
+                StatusCode::BAD_REQUEST,
+                "invalid-batch",
+                "The request body is not a valid batch",
+            ),
+            Self::TooManyMappings => (
+                StatusCode::BAD_REQUEST,
+                "too-many-mappings",
+                "The batch has more mappings than accepted",
+            ),
+            Self::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "The identity store is unavailable",
+            ),
             Self::OriginUnavailable => (
                 StatusCode::BAD_GATEWAY,
                 "origin-unavailable",
@@ -70,11 +110,6 @@ impl Problem {
                 "origin-tls",
                 "The TLS connection to the publisher origin failed",
             ),
-            Self::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "The request body's media type is not accepted by this route",
-            ),
             Self::InvalidAuctionInput => (
                 StatusCode::BAD_REQUEST,
                 "invalid-auction-input",
@@ -86,6 +121,12 @@ impl Problem {
                 "The server cannot answer this request now",
             ),
         }
+    }
+
+    /// The stable slug of the problem's `type` (`/_ts/problems/<slug>`).
+    #[must_use]
+    pub fn slug(self) -> &'static str {
+        self.parts().1
     }
 
     /// Renders the problem document, with `detail` when given.

@@ -58,6 +58,8 @@ pub struct App {
     pub identity: Option<crate::identity::IdentityService>,
     /// `server.fingerprint_headers`: the trusted headers holding JA4 and the HTTP/2 fingerprint.
     pub fingerprint_headers: (Option<http::HeaderName>, Option<http::HeaderName>),
+    /// `POST /_ts/api/v1/batch-sync`: partners and the identity store.
+    pub batch_sync: crate::batch_sync::BatchSync,
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -80,6 +82,9 @@ pub async fn handle(
         return problem;
     }
     let path = req.uri().path();
+    if path == crate::batch_sync::ROUTE {
+        return app.batch_sync.handle(req).await;
+    }
     let auction = path == crate::auction::ROUTE;
     if !auction && (path == "/_ts" || path.starts_with("/_ts/")) {
         return own_route(app, lifecycle, &req);

@@ -13,6 +13,7 @@ fn one_bidder(mode: ConsentForwarding, forward: &[&str]) -> AuctionConfig {
     let bidder = BidderConfig {
         consent_forwarding: mode,
         forward_cookies: forward.iter().map(|s| (*s).to_owned()).collect(),
+        partner: None,
         ..bidders().remove(0)
     };
     AuctionConfig {

@@ -29,6 +29,7 @@ pub fn bidders() -> Vec<BidderConfig> {
             bidstream_enabled: true,
             consent_forwarding: ConsentForwarding::Both,
             forward_cookies: vec!["pub_seg".into()],
+            partner: None,
         },
         BidderConfig {
             name: "beta".into(),
@@ -38,6 +39,7 @@ pub fn bidders() -> Vec<BidderConfig> {
             bidstream_enabled: false,
             consent_forwarding: ConsentForwarding::OpenrtbOnly,
             forward_cookies: Vec::new(),
+            partner: None,
         },
         BidderConfig {
             name: "gamma".into(),
@@ -47,6 +49,7 @@ pub fn bidders() -> Vec<BidderConfig> {
             bidstream_enabled: true,
             consent_forwarding: ConsentForwarding::CookiesOnly,
             forward_cookies: Vec::new(),
+            partner: None,
         },
     ]
 }

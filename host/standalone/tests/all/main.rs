@@ -3,6 +3,7 @@
 
 mod auction;
 mod audit;
+mod batch_sync;
 mod cli;
 mod cli_consent;
 mod components;
