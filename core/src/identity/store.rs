@@ -100,6 +100,19 @@ impl StoreError {
     }
 }
 
+/// One conditional write of [`IdentityStore::insert_many`].
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The key.
+    pub key: &'a str,
+    /// The new value.
+    pub value: &'a [u8],
+    /// When the write may happen.
+    pub mode: WriteMode,
+    /// Expiry of the new value (`None`: never).
+    pub ttl: Option<Duration>,
+}
+
 /// The identity store. Synchronous: hosts call the page pipeline off their async workers (a
 /// blocking pool), and Fastly KV and wasi:keyvalue are synchronous too.
 pub trait IdentityStore: Send + Sync {
@@ -128,6 +141,18 @@ pub trait IdentityStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`].
     fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Applies `writes` in order, each exactly as [`IdentityStore::insert`] would (a later write
+    /// sees the earlier ones: two writes to one key with the same expected generation are a
+    /// conflict for the second), and returns one result per write, in order. A backend that can
+    /// make many writes durable at once (one transaction, one `fsync`) overrides this; the default
+    /// calls `insert` for each.
+    fn insert_many(&self, writes: &[Write<'_>]) -> Vec<Result<Generation, StoreError>> {
+        writes
+            .iter()
+            .map(|w| self.insert(w.key, w.value, w.mode, w.ttl))
+            .collect()
+    }
 }
 
 impl<S: IdentityStore + ?Sized> IdentityStore for &S {
@@ -145,5 +170,8 @@ impl<S: IdentityStore + ?Sized> IdentityStore for &S {
     }
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         (**self).delete(key)
+    }
+    fn insert_many(&self, writes: &[Write<'_>]) -> Vec<Result<Generation, StoreError>> {
+        (**self).insert_many(writes)
     }
 }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{
-    Backoff, CasError, CasStep, IdentityRecord, IdentityStore, PartnerId, RetryPolicy, StoreError,
-    compare_and_swap, identity_key,
+    Backoff, IdentityRecord, IdentityStore, PartnerId, RetryPolicy, StoreError, Versioned, Write,
+    WriteMode, identity_key,
 };
 
 use super::partners::Partner;
@@ -197,20 +197,6 @@ pub struct BatchSettings {
     pub retry: RetryPolicy,
 }
 
-/// Outcome of one mapping's compare-and-swap.
-enum Applied {
-    Written,
-    Stale,
-}
-
-/// Why one mapping's compare-and-swap step refused the entry it read.
-#[derive(Debug)]
-enum Refused {
-    NotFound,
-    Withdrawn,
-    Unreadable,
-}
-
 /// The Edge Cookie value `ec_id` denotes, hex lowercased, or `None` when it is not
 /// `<64 hex>.<6 alphanumerics>`.
 #[must_use]
@@ -229,10 +215,34 @@ pub fn normalize_ec_id(ec_id: &str) -> Option<String> {
     Some(value)
 }
 
+/// A valid mapping still waiting for its write.
+struct Pending<'m> {
+    index: usize,
+    key: String,
+    uid: &'m str,
+    timestamp: u64,
+}
+
+/// What one pending mapping's step decided about the entry it read.
+enum Step {
+    /// Write these bytes if the generation read still matches.
+    Write(WriteMode, Vec<u8>, Duration),
+    /// Accepted without a write.
+    Stale,
+    /// Rejected.
+    Reject(RejectReason),
+}
+
 /// Applies `mappings` for `partner` at `now` (Unix seconds). See the module docs for the rules.
 ///
+/// The writes go to the store in rounds: every pending mapping is read and decided, then all
+/// the writes of the round go in one [`IdentityStore::insert_many`] (one transaction and one
+/// `fsync` on the embedded store, not one per mapping). A write that lost a race (or a second
+/// mapping for an identity the round already changed) is read and decided again in the next
+/// round, after a [`Backoff::pause`], at most `settings.retry.max_attempts` rounds.
+///
 /// # Errors
-/// [`BatchError::StoreUnavailable`] when the store was unavailable before any write.
+/// [`BatchError::StoreUnavailable`] when the store was unavailable and nothing was written.
 pub fn apply_batch(
     store: &dyn IdentityStore,
     backoff: &mut dyn Backoff,
@@ -242,6 +252,7 @@ pub fn apply_batch(
     now: u64,
 ) -> Result<BatchResult, BatchError> {
     let mut result = BatchResult::default();
+    let mut pending = Vec::with_capacity(mappings.len());
     for (index, mapping) in mappings.iter().enumerate() {
         let Some(ec) = mapping.ec_id.as_deref().and_then(normalize_ec_id) else {
             result.reject(index, RejectReason::InvalidEcId);
@@ -261,89 +272,128 @@ pub fn apply_batch(
                 continue;
             }
         };
-        match apply_one(
-            store,
-            backoff,
-            settings,
-            &partner.id,
-            &ec,
+        pending.push(Pending {
+            index,
+            key: identity_key(&ec),
             uid,
             timestamp,
-            now,
-        ) {
-            Ok(Applied::Written) => {
-                result.accepted += 1;
-                result.written += 1;
+        });
+    }
+    let mut first_unavailable: Option<StoreError> = None;
+    let mut unavailable = |result: &mut BatchResult, index: usize, error: StoreError| {
+        result.reject(index, RejectReason::StoreUnavailable);
+        first_unavailable.get_or_insert(error);
+    };
+    let attempts = settings.retry.max_attempts.max(1);
+    for round in 1..=attempts {
+        if pending.is_empty() {
+            break;
+        }
+        if round > 1 {
+            backoff.pause(settings.retry.delay_cap(round - 1));
+        }
+        let mut writing = Vec::with_capacity(pending.len());
+        let mut steps = Vec::with_capacity(pending.len());
+        for p in pending.drain(..) {
+            let step = match store.get(&p.key) {
+                Ok(current) => decide(settings, &partner.id, &p, current.as_ref(), now),
+                Err(error) => {
+                    unavailable(&mut result, p.index, error);
+                    continue;
+                }
+            };
+            match step {
+                Step::Stale => {
+                    result.accepted += 1;
+                    result.stale += 1;
+                }
+                Step::Reject(reason) => result.reject(p.index, reason),
+                Step::Write(mode, value, ttl) => {
+                    steps.push((mode, value, ttl));
+                    writing.push(p);
+                }
             }
-            Ok(Applied::Stale) => {
-                result.accepted += 1;
-                result.stale += 1;
-            }
-            Err(CasError::Step(Refused::NotFound)) => {
-                result.reject(index, RejectReason::NotFound);
-            }
-            Err(CasError::Step(Refused::Withdrawn)) => {
-                result.reject(index, RejectReason::ConsentWithdrawn);
-            }
-            Err(CasError::Store(error @ StoreError::Unavailable { .. })) if result.written == 0 => {
-                return Err(BatchError::StoreUnavailable(error));
-            }
-            Err(
-                CasError::Step(Refused::Unreadable)
-                | CasError::Store(_)
-                | CasError::Exhausted { .. },
-            ) => {
-                result.reject(index, RejectReason::StoreUnavailable);
+        }
+        let writes: Vec<Write<'_>> = writing
+            .iter()
+            .zip(&steps)
+            .map(|(p, (mode, value, ttl))| Write {
+                key: &p.key,
+                value,
+                mode: *mode,
+                ttl: Some(*ttl),
+            })
+            .collect();
+        let mut outcomes = store.insert_many(&writes).into_iter();
+        drop(writes);
+        for p in writing {
+            match outcomes.next() {
+                Some(Ok(_)) => {
+                    result.accepted += 1;
+                    result.written += 1;
+                }
+                Some(Err(error)) if error.is_conflict() => pending.push(p),
+                Some(Err(error @ StoreError::Unavailable { .. })) => {
+                    unavailable(&mut result, p.index, error);
+                }
+                Some(Err(_)) | None => result.reject(p.index, RejectReason::StoreUnavailable),
             }
         }
     }
+    // Every round lost a race for these: other writers kept changing the entries.
+    for p in pending {
+        result.reject(p.index, RejectReason::StoreUnavailable);
+    }
+    if result.written == 0
+        && let Some(error) = first_unavailable
+    {
+        return Err(BatchError::StoreUnavailable(error));
+    }
+    result.errors.sort_by_key(|e| e.index);
     Ok(result)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn apply_one(
-    store: &dyn IdentityStore,
-    backoff: &mut dyn Backoff,
+/// One mapping's decision on the entry read for it: never create (an absent entry is
+/// `not_found`), never revive a tombstone, leave a stale timestamp, else write the partner's id
+/// with `synced = timestamp`, keeping the record's expiry.
+fn decide(
     settings: &BatchSettings,
     partner_id: &str,
-    ec: &str,
-    uid: &str,
-    timestamp: u64,
+    p: &Pending<'_>,
+    current: Option<&Versioned>,
     now: u64,
-) -> Result<Applied, CasError<Refused>> {
-    let key = identity_key(ec);
-    compare_and_swap(store, &key, &settings.retry, backoff, |current| {
-        // Never create: an absent entry is refused before the add-only write the loop would do.
-        let current = current.ok_or(Refused::NotFound)?;
-        let mut live = match IdentityRecord::decode(&current.value) {
-            Ok(IdentityRecord::Live(live)) => live,
-            Ok(IdentityRecord::Tombstone(_)) => return Err(Refused::Withdrawn),
-            Err(_) => return Err(Refused::Unreadable),
-        };
-        if live
-            .partners
-            .get(partner_id)
-            .is_some_and(|p| p.synced >= timestamp)
-        {
-            return Ok(CasStep::Leave(Applied::Stale));
-        }
-        live.partners.insert(
-            partner_id.to_owned(),
-            PartnerId {
-                id: uid.to_owned(),
-                synced: timestamp,
-            },
-        );
-        let ttl = Duration::from_secs(
-            live.created
-                .saturating_add(settings.max_age_secs)
-                .saturating_sub(now)
-                .max(1),
-        );
-        Ok(CasStep::Write(
-            IdentityRecord::Live(live).encode(),
-            Some(ttl),
-            Applied::Written,
-        ))
-    })
+) -> Step {
+    let Some(current) = current else {
+        return Step::Reject(RejectReason::NotFound);
+    };
+    let mut live = match IdentityRecord::decode(&current.value) {
+        Ok(IdentityRecord::Live(live)) => live,
+        Ok(IdentityRecord::Tombstone(_)) => return Step::Reject(RejectReason::ConsentWithdrawn),
+        Err(_) => return Step::Reject(RejectReason::StoreUnavailable),
+    };
+    if live
+        .partners
+        .get(partner_id)
+        .is_some_and(|existing| existing.synced >= p.timestamp)
+    {
+        return Step::Stale;
+    }
+    live.partners.insert(
+        partner_id.to_owned(),
+        PartnerId {
+            id: p.uid.to_owned(),
+            synced: p.timestamp,
+        },
+    );
+    let ttl = Duration::from_secs(
+        live.created
+            .saturating_add(settings.max_age_secs)
+            .saturating_sub(now)
+            .max(1),
+    );
+    Step::Write(
+        WriteMode::IfGeneration(current.generation),
+        IdentityRecord::Live(live).encode(),
+        ttl,
+    )
 }

@@ -18,14 +18,26 @@
 //! Usage: `cargo bench -p gatehouse --bench auction [-- SAMPLES]` (default 2000 after 200
 //! warm-up auctions). Binds 127.0.0.1 only; the server is stopped on exit.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+use support::{UA, connect, percentile, serve};
+
+/// An auction POST from a US browser; the response body.
+fn post(reader: &mut BufReader<TcpStream>, path: &str, body: &str) -> Vec<u8> {
+    let ua = format!("User-Agent: {UA}");
+    support::post(reader, path, &[&ua, "X-Geo-Country: US"], body).1
+}
+
+/// One request read by a bench bidder; its body.
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    support::read_message(reader).map(|(_, body)| body)
+}
 
 /// How a bench bidder answers after its delay.
 #[derive(Clone, Copy)]
@@ -88,84 +100,6 @@ fn bidder_with(delay: Duration, mode: Mode) -> (SocketAddr, Arc<AtomicU64>) {
     (addr, last)
 }
 
-/// Reads one HTTP/1.1 message (head + `Content-Length` body); returns the body.
-fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut length = 0;
-    let mut first = true;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            if first {
-                continue;
-            }
-            break;
-        }
-        first = false;
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(body)
-}
-
-fn post(reader: &mut BufReader<TcpStream>, path: &str, body: &str) -> Vec<u8> {
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: news.example\r\nUser-Agent: {UA}\r\nX-Geo-Country: US\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    reader
-        .get_mut()
-        .write_all(request.as_bytes())
-        .expect("send");
-    read_message(reader).expect("a response")
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `gatehouse serve` with `config` written at `path`; stopped when the guard drops.
-fn serve(path: &std::path::Path, config: &str) -> (Stop, SocketAddr) {
-    std::fs::write(path, config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["serve", "--config"])
-        .arg(path)
-        .env("GATEHOUSE_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start gatehouse");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Stop(child);
-    let addr = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("gatehouse listening on http://")
-                .map(str::to_owned)
-        })
-        .expect("listening line")
-        .parse()
-        .expect("address");
-    (server, addr)
-}
-
 /// Must-show 2 in release: tmax 50 ms, a bidder sleeping 10× tmax, one answering 500, one
 /// malformed, one good. Returns the sorted answer times minus tmax, in ms.
 fn isolation(dir: &std::path::Path, rounds: usize, body: &str) -> Vec<f64> {
@@ -188,9 +122,7 @@ fn isolation(dir: &std::path::Path, rounds: usize, body: &str) -> Vec<f64> {
         ));
     }
     let (_server, addr) = serve(&dir.join("isolation.toml"), &config);
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut client = BufReader::new(stream);
+    let mut client = connect(addr);
     let mut beyond = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let started = Instant::now();
@@ -241,11 +173,6 @@ fn main() {
         ]
     })
     .to_string();
-    let connect = |addr: SocketAddr| {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        BufReader::new(stream)
-    };
     let mut client = connect(addr);
     let first: serde_json::Value =
         serde_json::from_slice(&post(&mut client, "/_ts/api/v1/auction", &body)).expect("json");
@@ -284,14 +211,11 @@ fn main() {
     for v in [&mut overhead, &mut direct] {
         v.sort_by(f64::total_cmp);
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = support::loadavg();
     println!(
         "auction overhead beyond the slowest bidder ({samples} auctions, 3 bidders at 1/2/3 ms, \
          3 providers; loadavg {}):",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load
     );
     for (name, v) in [
         ("gatehouse auction", &overhead),

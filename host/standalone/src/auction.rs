@@ -274,8 +274,9 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         .get(header::USER_AGENT)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
     // The same decision a page load gets: geo, policy, consent (expiry, GPC, conflicts), device,
-    // Edge Cookie. Provider calls are synchronous and bounded, as on the page path.
-    let (requests, response_edits) = {
+    // Edge Cookie. Provider calls are synchronous and bounded, and run off the async workers
+    // (`run_blocking`), as on the page path: a slow provider must not stall other connections.
+    let decide = || {
         let view = HyperRequestView {
             head: &head,
             client_ip: chain.client,
@@ -283,10 +284,7 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         };
         let mut providers = app.runtime.for_request();
         let outcome = app.pipeline.run_api(&view, &SystemClock, &mut providers);
-        let Some(decision) = outcome.decision.as_ref() else {
-            // `run_api` always decides; answer as the page path would on an impossible state.
-            return Problem::BadRequest.response(Some("the request could not be decided"));
-        };
+        let decision = outcome.decision.as_ref()?;
         for (kind, failure) in &decision.failures {
             app.runtime.record_failure(*kind, failure);
         }
@@ -298,10 +296,19 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
             Some(chain.client),
             cookie_header.as_deref(),
         );
-        (
+        Some((
             service.auction.build_requests(&input, &ctx),
             outcome.response.clone(),
-        )
+        ))
+    };
+    let decided = if app.runtime.has_providers() {
+        app.runtime.run_blocking(decide).await
+    } else {
+        decide()
+    };
+    let Some((requests, response_edits)) = decided else {
+        // `run_api` always decides; answer as the page path would on an impossible state.
+        return Problem::BadRequest.response(Some("the request could not be decided"));
     };
     let observed = futures_util::future::join_all(
         requests

@@ -2,9 +2,16 @@
 //!
 //! - **Created on first run**: [`RedbStore::open`] creates the file (not its directory) and the
 //!   tables when they are missing.
-//! - **Durable**: every write is one redb write transaction committed with
-//!   `Durability::Immediate` (redb's default, set explicitly): when `insert` or `delete` returns
-//!   `Ok`, the change is on disk (fsync) and survives a crash or restart.
+//! - **Durable**: writes are committed with `Durability::Immediate` (redb's default, set
+//!   explicitly): when `insert`, `insert_many` or `delete` returns `Ok`, the change is on disk
+//!   (fsync) and survives a crash or restart.
+//! - **Group commit**: every write goes to one writer thread, which takes all the writes
+//!   waiting when it is free and applies them, in arrival order, in one write transaction with
+//!   one commit. A commit costs an `fsync` (milliseconds on many disks) whatever it holds, so
+//!   concurrent mints, and the mappings of a batch sync ([`IdentityStore::insert_many`]), share
+//!   one instead of queueing for one each. Each caller still waits for the commit that holds
+//!   its write before it returns, so an acknowledged write is durable. Reads do not go through
+//!   the writer: they see the last commit.
 //! - **Compare-and-swap**: redb runs one write transaction at a time, and each write reads the
 //!   entry, checks the [`WriteMode`] and writes inside that transaction, so checks and writes
 //!   never interleave.
@@ -18,9 +25,13 @@
 //! milliseconds (u64 LE, 0 = never), then the record bytes.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use gatehouse_core::identity::{Generation, IdentityStore, StoreError, Versioned, WriteMode};
+use gatehouse_core::identity::{
+    Generation, IdentityStore, StoreError, Versioned, Write, WriteMode,
+};
 use redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
     TableDefinition,
@@ -33,6 +44,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const NEXT_GENERATION: &str = "next_generation";
 const HEADER: usize = 16;
 const NAME: &str = "redb";
+/// The most writes one group commit takes; more wait for the next one (bounds one
+/// transaction's size and so the latency of the writers in it).
+const MAX_GROUP_WRITES: usize = 4096;
 
 /// Why [`RedbStore::open`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +66,46 @@ pub enum RedbOpenError {
 
 /// The embedded identity store.
 pub struct RedbStore {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
+    /// The group-commit writer; `None` only while dropping.
+    writer: Option<Writer>,
+}
+
+/// The writer thread and the queue to it.
+struct Writer {
+    jobs: mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+/// One caller's writes and where their results go.
+struct Job {
+    ops: Vec<Op>,
+    reply: mpsc::SyncSender<Vec<Result<Generation, StoreError>>>,
+}
+
+/// One write.
+enum Op {
+    Insert {
+        key: String,
+        value: Vec<u8>,
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after the jobs already queued; joining it releases
+        // its handle on the database, so the file can be opened again at once.
+        if let Some(Writer { jobs, thread }) = self.writer.take() {
+            drop(jobs);
+            let _ = thread.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -118,7 +170,32 @@ impl RedbStore {
         txn.open_table(ENTRIES).map_err(|e| fail(e.into()))?;
         txn.open_table(META).map_err(|e| fail(e.into()))?;
         txn.commit().map_err(|e| fail(e.into()))?;
-        Ok(Self { db, path })
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let thread = std::thread::Builder::new()
+            .name("gatehouse-redb-writer".into())
+            .spawn(move || write_loop(&writer_db, &queue))
+            .map_err(|e| fail(redb::Error::Io(e)))?;
+        Ok(Self {
+            db,
+            path,
+            writer: Some(Writer { jobs, thread }),
+        })
+    }
+
+    /// Queues `ops` for the writer and waits for the commit that holds them.
+    fn submit(&self, ops: Vec<Op>) -> Vec<Result<Generation, StoreError>> {
+        let count = ops.len();
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.jobs.send(Job { ops, reply }).is_ok());
+        match sent.then(|| answer.recv().ok()).flatten() {
+            Some(results) => results,
+            None => (0..count).map(|_| Err(writer_gone())).collect(),
+        }
     }
 
     /// The file.
@@ -186,55 +263,156 @@ impl IdentityStore for RedbStore {
         mode: WriteMode,
         ttl: Option<Duration>,
     ) -> Result<Generation, StoreError> {
-        let now = now_millis();
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(unavailable)?;
-        let generation = {
-            let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
-            let current = match table.get(key).map_err(unavailable)? {
-                None => None,
-                Some(guard) => {
-                    let entry = Entry::parse(guard.value())?;
-                    entry.is_live(now).then_some(entry.generation)
-                }
-            };
-            match (mode, current) {
-                (WriteMode::AddOnly, Some(_)) => return Err(StoreError::AlreadyExists),
-                (WriteMode::IfGeneration(expected), found) if found != Some(expected.get()) => {
-                    return Err(StoreError::GenerationMismatch);
-                }
-                _ => {}
-            }
-            let mut meta = txn.open_table(META).map_err(unavailable)?;
-            let generation = meta
-                .get(NEXT_GENERATION)
-                .map_err(unavailable)?
-                .map_or(1, |g| g.value());
-            meta.insert(NEXT_GENERATION, generation + 1)
-                .map_err(unavailable)?;
-            let expires_at = ttl.map_or(0, |t| now.saturating_add(ttl_millis(t)));
-            let mut bytes = Vec::with_capacity(HEADER + value.len());
-            bytes.extend_from_slice(&generation.to_le_bytes());
-            bytes.extend_from_slice(&expires_at.to_le_bytes());
-            bytes.extend_from_slice(value);
-            table.insert(key, bytes.as_slice()).map_err(unavailable)?;
-            generation
-        };
-        // Dropping an uncommitted transaction on the error paths above aborts it.
-        txn.commit().map_err(unavailable)?;
-        Ok(Generation::new(generation))
+        self.submit(vec![Op::Insert {
+            key: key.to_owned(),
+            value: value.to_vec(),
+            mode,
+            ttl,
+        }])
+        .pop()
+        .unwrap_or_else(|| Err(writer_gone()))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(unavailable)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(ENTRIES).map_err(unavailable)?;
-            table.remove(key).map_err(unavailable)?;
-        }
-        txn.commit().map_err(unavailable)?;
-        Ok(())
+        self.submit(vec![Op::Delete {
+            key: key.to_owned(),
+        }])
+        .pop()
+        .unwrap_or_else(|| Err(writer_gone()))
+        .map(|_| ())
     }
+
+    fn insert_many(&self, writes: &[Write<'_>]) -> Vec<Result<Generation, StoreError>> {
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        self.submit(
+            writes
+                .iter()
+                .map(|w| Op::Insert {
+                    key: w.key.to_owned(),
+                    value: w.value.to_vec(),
+                    mode: w.mode,
+                    ttl: w.ttl,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The writer lost (it panicked): every write fails closed.
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable {
+        store: NAME,
+        source: "the store's writer thread has stopped".into(),
+    }
+}
+
+/// The writer thread: takes every job waiting (up to [`MAX_GROUP_WRITES`] writes), applies
+/// them in one transaction, commits once, answers each job.
+fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut writes = first.ops.len();
+        let mut group = vec![first];
+        while writes < MAX_GROUP_WRITES {
+            let Ok(job) = queue.try_recv() else { break };
+            writes += job.ops.len();
+            group.push(job);
+        }
+        let results = match commit_group(db, &group) {
+            Ok(results) => results,
+            // Nothing of the group was written: every write in it fails.
+            Err(error) => {
+                let reason = error.to_string();
+                group
+                    .iter()
+                    .map(|job| {
+                        job.ops
+                            .iter()
+                            .map(|_| {
+                                Err(StoreError::Unavailable {
+                                    store: NAME,
+                                    source: reason.clone().into(),
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        for (job, results) in group.into_iter().zip(results) {
+            // A caller that stopped waiting is no error of the store's.
+            let _ = job.reply.send(results);
+        }
+    }
+}
+
+/// Applies every op of `group` in order in one write transaction and commits it: per op, its
+/// result (a refused mode or a malformed entry fails that op alone); `Err` when the transaction
+/// failed, in which case nothing was written.
+fn commit_group(
+    db: &Database,
+    group: &[Job],
+) -> Result<Vec<Vec<Result<Generation, StoreError>>>, redb::Error> {
+    let now = now_millis();
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let mut results = Vec::with_capacity(group.len());
+    {
+        let mut table = txn.open_table(ENTRIES)?;
+        let mut meta = txn.open_table(META)?;
+        let first_generation = meta.get(NEXT_GENERATION)?.map_or(1, |g| g.value());
+        let mut next_generation = first_generation;
+        for job in group {
+            let mut job_results = Vec::with_capacity(job.ops.len());
+            for op in &job.ops {
+                let result = match op {
+                    Op::Delete { key } => {
+                        table.remove(key.as_str())?;
+                        Ok(Generation::new(0))
+                    }
+                    Op::Insert {
+                        key,
+                        value,
+                        mode,
+                        ttl,
+                    } => {
+                        let current = match table.get(key.as_str())? {
+                            None => Ok(None),
+                            Some(guard) => Entry::parse(guard.value())
+                                .map(|entry| entry.is_live(now).then_some(entry.generation)),
+                        };
+                        match (mode, current) {
+                            (_, Err(malformed)) => Err(malformed),
+                            (WriteMode::AddOnly, Ok(Some(_))) => Err(StoreError::AlreadyExists),
+                            (WriteMode::IfGeneration(expected), Ok(found))
+                                if found != Some(expected.get()) =>
+                            {
+                                Err(StoreError::GenerationMismatch)
+                            }
+                            _ => {
+                                let generation = next_generation;
+                                next_generation += 1;
+                                let expires_at =
+                                    ttl.map_or(0, |t| now.saturating_add(ttl_millis(t)));
+                                let mut bytes = Vec::with_capacity(HEADER + value.len());
+                                bytes.extend_from_slice(&generation.to_le_bytes());
+                                bytes.extend_from_slice(&expires_at.to_le_bytes());
+                                bytes.extend_from_slice(value);
+                                table.insert(key.as_str(), bytes.as_slice())?;
+                                Ok(Generation::new(generation))
+                            }
+                        }
+                    }
+                };
+                job_results.push(result);
+            }
+            results.push(job_results);
+        }
+        if next_generation != first_generation {
+            meta.insert(NEXT_GENERATION, next_generation)?;
+        }
+    }
+    txn.commit()?;
+    Ok(results)
 }

@@ -19,6 +19,7 @@ const ROUTES: &[&str] = &[
     "/_ts/metrics",
     "/_ts/openapi.json",
     "/_ts/api/v1/auction",
+    "/_ts/api/v1/batch-sync",
 ];
 
 fn document() -> Value {
@@ -91,6 +92,18 @@ fn request(server: &Server, method: &str, path: &str, content_type: &str, body: 
             body.len()
         )
         .as_bytes(),
+    )
+}
+
+/// The API key of the one partner in [`partner`].
+const PARTNER_KEY: &str = "openapi-test-partner-key-0123456789abcdef";
+
+/// One `[[partners]]` entry whose key is [`PARTNER_KEY`].
+fn partner() -> String {
+    let hash = gatehouse_core::sync::hash_api_key(PARTNER_KEY.as_bytes()).expect("long key");
+    format!(
+        "[[partners]]\nid = \"ssp\"\nname = \"SSP\"\nsource_domain = \"ssp.example\"\n\
+         api_key_sha256 = \"{hash}\"\nbatch_rate_limit = 600\n"
     )
 }
 
@@ -176,7 +189,7 @@ fn openapi_real_responses_match_the_document() {
         &config(
             &origin.url(),
             "US",
-            &format!("{}\n{}", hmac_ec(), bidders()),
+            &format!("{}\n{}\n{}", hmac_ec(), bidders(), partner()),
         ),
     );
     let get = |path: &str| server.get(path, &[]);
@@ -225,6 +238,49 @@ fn openapi_real_responses_match_the_document() {
     let method = get(auction);
     assert_eq!(method.status, 405);
     conforms(&doc, "post", auction, &method);
+    let sync = "/_ts/api/v1/batch-sync";
+    let sync_post = |auth: &str, content_type: &str, body: &str| {
+        http_raw(
+            server.addr,
+            format!(
+                "POST {sync} HTTP/1.1\r\nHost: news.example\r\nConnection: close\r\n{auth}\
+                 Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    };
+    let bearer = format!("Authorization: Bearer {PARTNER_KEY}\r\n");
+    let cases = [
+        ("", "application/json", r#"{"mappings": []}"#, 401),
+        (
+            bearer.as_str(),
+            "application/json",
+            r#"{"mappings": []}"#,
+            200,
+        ),
+        (
+            bearer.as_str(),
+            "application/json",
+            r#"{"mappings": [{"ec_id": "nope", "partner_uid": "u", "timestamp": 1}]}"#,
+            207,
+        ),
+        (
+            bearer.as_str(),
+            "application/json",
+            r#"{"mappings": 1}"#,
+            400,
+        ),
+        (bearer.as_str(), "text/plain", r#"{"mappings": []}"#, 415),
+    ];
+    for (auth, content_type, body, status) in cases {
+        let answer = sync_post(auth, content_type, body);
+        assert_eq!(answer.status, status, "{body}: {answer:?}");
+        conforms(&doc, "post", sync, &answer);
+    }
+    let sync_get = get(sync);
+    assert_eq!(sync_get.status, 405);
+    conforms(&doc, "post", sync, &sync_get);
     // Without `[auction]`: 404.
     let plain = Server::start("openapi-no-auction", &config(&origin.url(), "US", ""));
     let missing = request(&plain, "POST", auction, "application/json", &valid);

@@ -5,7 +5,7 @@ use std::sync::Barrier;
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    CasStep, IdentityStore, RetryPolicy, StoreError, WriteMode, compare_and_swap,
+    CasStep, IdentityStore, RetryPolicy, StoreError, Write, WriteMode, compare_and_swap,
 };
 use gatehouse_store::JitteredBackoff;
 
@@ -229,6 +229,90 @@ pub fn concurrent_compare_and_swap_loses_no_update(store: &dyn IdentityStore) {
     );
 }
 
+pub fn insert_many_applies_in_order_and_answers_each_write(store: &dyn IdentityStore) {
+    let g = store
+        .insert("ec:m1", b"0", WriteMode::AddOnly, None)
+        .expect("created");
+    let write = |key, value, mode| Write {
+        key,
+        value,
+        mode,
+        ttl: None,
+    };
+    let results = store.insert_many(&[
+        write("ec:m1", b"1", WriteMode::IfGeneration(g)),
+        // The same expected generation again: the first write changed it, so this conflicts.
+        write("ec:m1", b"2", WriteMode::IfGeneration(g)),
+        write("ec:m2", b"a", WriteMode::AddOnly),
+        write("ec:m2", b"b", WriteMode::AddOnly),
+        write("ec:m3", b"x", WriteMode::Overwrite),
+    ]);
+    assert_eq!(results.len(), 5);
+    let g1 = *results[0].as_ref().expect("matching generation");
+    assert!(
+        matches!(results[1], Err(StoreError::GenerationMismatch)),
+        "{:?}",
+        results[1]
+    );
+    let g2 = *results[2].as_ref().expect("added");
+    assert!(
+        matches!(results[3], Err(StoreError::AlreadyExists)),
+        "{:?}",
+        results[3]
+    );
+    let g3 = *results[4].as_ref().expect("overwritten");
+    assert!(
+        g.get() < g1.get() && g1.get() < g2.get() && g2.get() < g3.get(),
+        "generations grow in write order"
+    );
+    let read = |key| store.get(key).expect("get").expect("present");
+    assert_eq!(
+        (read("ec:m1").value, read("ec:m1").generation),
+        (b"1".to_vec(), g1)
+    );
+    assert_eq!(read("ec:m2").value, b"a");
+    assert_eq!(read("ec:m3").value, b"x");
+    assert!(store.insert_many(&[]).is_empty());
+}
+
+pub fn concurrent_insert_many_loses_no_write(store: &dyn IdentityStore) {
+    // Eight writers, each adding 50 keys of its own in batches of 10 while the others do the
+    // same: every write is acknowledged and every acknowledged write is readable.
+    let barrier = Barrier::new(8);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for chunk in 0..5 {
+                    let keys: Vec<String> = (0..10)
+                        .map(|i| format!("ec:w{t}-{}", chunk * 10 + i))
+                        .collect();
+                    let writes: Vec<Write<'_>> = keys
+                        .iter()
+                        .map(|key| Write {
+                            key,
+                            value: key.as_bytes(),
+                            mode: WriteMode::AddOnly,
+                            ttl: None,
+                        })
+                        .collect();
+                    for result in store.insert_many(&writes) {
+                        result.expect("acknowledged");
+                    }
+                }
+            });
+        }
+    });
+    for t in 0..8 {
+        for i in 0..50 {
+            let key = format!("ec:w{t}-{i}");
+            let read = store.get(&key).expect("get").expect("written");
+            assert_eq!(read.value, key.as_bytes());
+        }
+    }
+}
+
 /// One `#[test]` per contract case for a backend; `$make` builds a fresh store and anything
 /// that must outlive it (a temp dir, a server), as `(store, guard)`.
 #[macro_export]
@@ -247,6 +331,8 @@ macro_rules! contract_suite {
             values_are_bytes_not_text,
             concurrent_first_inserts_create_exactly_one_entry,
             concurrent_compare_and_swap_loses_no_update,
+            insert_many_applies_in_order_and_answers_each_write,
+            concurrent_insert_many_loses_no_write,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {
