@@ -40,7 +40,6 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::RngCore as _;
 use rustls::RootCertStore;
 
@@ -53,6 +52,10 @@ pub const ROUTE: &str = "/_ts/api/v1/auction";
 
 /// The pooled client to the bidders: HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1 by ALPN.
 type BidderClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Idle connections kept per bidder host: enough for the auctions in flight on a busy node;
+/// more are closed, and every idle one after 30 s.
+const BIDDER_POOL_MAX_IDLE: usize = 64;
 
 /// The auction of one configuration: the core's [`Auction`], the client to the bidders and the
 /// per-bidder counters.
@@ -76,11 +79,7 @@ impl AuctionService {
             .iter()
             .position(|b| b.url.starts_with("https://"))
         {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!("system trust store: {e}");
-            }
-            roots.add_parsable_certificates(found.certs);
+            roots = crate::origin::system_roots();
             if roots.is_empty() {
                 return Err(ConfigError::invalid(
                     format!("auction.bidders[{i}].url"),
@@ -89,25 +88,19 @@ impl AuctionService {
                 ));
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::invalid("auction", format!("cannot configure tls: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        // Each bidder's own `timeout_ms` (at most `tmax`) bounds its whole exchange, connect
+        // included; the connect bound here only stops a black-holed address from holding a
+        // connection attempt past any auction.
+        let client = crate::origin::pooled_client(
+            roots,
+            &crate::origin::PoolSettings {
+                connect_timeout: Duration::from_millis(auction.config().tmax_ms.max(1)),
+                idle_timeout: Duration::from_secs(30),
+                max_idle_per_host: BIDDER_POOL_MAX_IDLE,
+                nodelay: true,
+            },
+        )
+        .map_err(|e| ConfigError::invalid("auction", format!("cannot configure tls: {e}")))?;
         let metrics = Arc::new(BidderMetrics::new(
             auction.config().bidders.iter().map(|b| b.name.clone()),
         ));

@@ -98,33 +98,21 @@ impl Origin {
             // Never used: an `http://` origin is never connected with TLS.
             RootCertStore::empty()
         };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid(format!("cannot configure TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        // The URL scheme decides TLS, not the connector.
-        http.enforce_http(false);
-        // Bounds the TCP connect (per resolved address); the TLS handshake that follows is
-        // bounded by the response-header timeout, which covers the whole request.
-        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
         // A bounded pool, reaped by a timer: idle connections beyond `pool_max_idle`, or idle for
-        // `pool_idle_timeout_ms`, are closed.
+        // `pool_idle_timeout_ms`, are closed. The connect timeout bounds the TCP connect (per
+        // resolved address); the TLS handshake that follows is bounded by the response-header
+        // timeout, which covers the whole request.
         let client = Box::new(
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
-                .pool_max_idle_per_host(config.pool_max_idle)
-                .build(connector),
+            pooled_client(
+                roots,
+                &PoolSettings {
+                    connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                    idle_timeout: Duration::from_millis(config.pool_idle_timeout_ms),
+                    max_idle_per_host: config.pool_max_idle,
+                    nodelay: false,
+                },
+            )
+            .map_err(|e| invalid(format!("cannot configure TLS: {e}")))?,
         );
         Ok(Self::Http {
             base,
@@ -134,6 +122,69 @@ impl Origin {
             client,
         })
     }
+}
+
+/// The connection pool of an outbound client ([`pooled_client`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolSettings {
+    /// Bounds each TCP connect (per resolved address).
+    pub connect_timeout: Duration,
+    /// An idle connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per host; more are closed.
+    pub max_idle_per_host: usize,
+    /// `TCP_NODELAY` on new connections.
+    pub nodelay: bool,
+}
+
+/// The one way Gatehouse builds an outbound HTTP client (the origin, auction bidders):
+/// hyper-util's pooled client over rustls (ring, safe protocol versions, no client auth),
+/// HTTP/1.1 and HTTP/2, TLS decided by each URL's scheme, and a bounded pool reaped by a timer.
+///
+/// # Errors
+/// When rustls cannot be configured.
+pub(crate) fn pooled_client<B>(
+    roots: RootCertStore,
+    pool: &PoolSettings,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, rustls::Error>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    // The URL scheme decides TLS, not the connector.
+    http.enforce_http(false);
+    http.set_nodelay(pool.nodelay);
+    http.set_connect_timeout(Some(pool.connect_timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(pool.idle_timeout)
+        .pool_max_idle_per_host(pool.max_idle_per_host)
+        .build(connector))
+}
+
+/// The system trust store's certificates (errors reading it are logged as warnings); empty when
+/// it has none.
+pub(crate) fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!("system trust store: {e}");
+    }
+    roots.add_parsable_certificates(found.certs);
+    roots
 }
 
 /// The certificates an `https://` origin is verified against.
@@ -162,11 +213,7 @@ fn trust_roots(ca_file: Option<&Path>) -> Result<RootCertStore, ConfigError> {
             }
         }
         None => {
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!("system trust store: {e}");
-            }
-            roots.add_parsable_certificates(found.certs);
+            roots = system_roots();
             if roots.is_empty() {
                 return Err(ConfigError::invalid(
                     "origin.url",
