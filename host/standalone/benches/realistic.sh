@@ -18,112 +18,50 @@
 # Usage: host/standalone/benches/realistic.sh [SECONDS=10] [CONNECTIONS=32]
 # Needs wrk, curl and python3. Binds 127.0.0.1 only; every server it starts is stopped on exit.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+script=realistic.sh
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 duration="${1:-10}"
 connections="${2:-32}"
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "realistic.sh: needs \`$tool\`" >&2; exit 1; }
-done
+bench_setup wrk curl python3
+cargo build --release --locked -p gatehouse --example bare_hyper >&2
 
-cargo build --release --locked -p gatehouse --bin gatehouse --example bare_hyper >&2
-target="${CARGO_TARGET_DIR:-target}/release"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-providers='
-provider = "header-geo"
-[geo.providers.header-geo]
-country_header = "x-geo-country"
-[device]
-provider = "ua-device"
-[ec]
-provider = "hmac"
-[ec.providers.hmac]
-passphrase = "load-test-passphrase"
-'
-
-# wait_for NAME PREFIX: sets `started_url` from the line of $work/NAME.out starting with PREFIX.
-wait_for() {
-    local url=""
-    for _ in $(seq 1 400); do
-        url="$(sed -n "s/^$2 //p" "$work/$1.out")"
-        [ -n "$url" ] && break
-        sleep 0.05
-    done
-    [ -n "$url" ] || { echo "realistic.sh: \`$1\` did not start:" >&2; cat "$work/$1.err" >&2; exit 1; }
-    started_url="$url"
-}
-
-# start NAME EXTRA_TOML: a Gatehouse server trusting loopback's X-Forwarded-For and CDN facts.
-start() {
-    cat >"$work/$1.toml" <<TOML
-[server]
-listen = "127.0.0.1:0"
-trusted_proxies = ["127.0.0.1"]
-client_ip_header = "x-forwarded-for"
-[origin]
-url = "builtin:demo"
-[runtime]
-cache_dir = "$work/cache"
-[geo]
-default_country = "US"
-$2
-TOML
-    GATEHOUSE_LOG=warn "$target/gatehouse" serve --config "$work/$1.toml" >"$work/$1.out" 2>"$work/$1.err" &
-    pids+=("$!")
-    wait_for "$1" 'gatehouse listening on'
+# config EXTRA: a server trusting loopback's X-Forwarded-For and CDN facts; EXTRA continues `[geo]`.
+config() {
+    printf '[server]\nlisten = "127.0.0.1:0"\ntrusted_proxies = ["127.0.0.1"]\nclient_ip_header = "x-forwarded-for"\n[origin]\nurl = "builtin:demo"\n[geo]\ndefault_country = "US"\n%s\n' "$1"
 }
 
 "$target/examples/bare_hyper" >"$work/hyper.out" 2>"$work/hyper.err" &
 pids+=("$!")
-wait_for hyper 'bare hyper listening on'
+bench_wait hyper 'bare hyper listening on'
 hyper="$started_url"
-start none ''
+bench_serve none "$(config '')"
 none="$started_url"
-start nocache "$providers
+bench_serve nocache "$(config "$bench_providers
 [runtime.answer_cache]
 enabled = false
 [store]
-enabled = false"
+enabled = false")"
 nocache="$started_url"
-start full "$providers
+bench_serve full "$(config "$bench_providers
 [store]
-enabled = false"
+enabled = false")"
 full="$started_url"
-start stored "$providers"
+bench_serve stored "$(config "$bench_providers")"
 stored="$started_url"
-
 # `full` mints for a permitted visitor; `none` never does.
-curl -s -o /dev/null -D "$work/full.head" -H 'X-Forwarded-For: 203.0.113.9' -H 'X-Geo-Country: US' \
-    -H 'Sec-Fetch-Dest: document' -A 'Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0' "$full/"
-grep -qi '^set-cookie: ts-ec=' "$work/full.head" || { echo "realistic.sh: \`full\` set no ts-ec" >&2; exit 1; }
-curl -s -o /dev/null -D "$work/none.head" -H 'X-Geo-Country: US' "$none/"
-if grep -qi '^set-cookie: ts-ec=' "$work/none.head"; then echo "realistic.sh: \`none\` set ts-ec" >&2; exit 1; fi
+bench_expect_cookie "$full" yes -H 'X-Forwarded-For: 203.0.113.9' -H 'X-Geo-Country: US'
+bench_expect_cookie "$none" no -H 'X-Geo-Country: US'
 
 # The traffic. Returning visitors get their cookie from `stored`, so their records exist there;
 # the HMAC provider keeps a cookie minted with the same passphrase for the same client on every
 # server.
 python3 host/standalone/benches/realistic_traffic.py "$stored" "$work/traffic.lua"
 
-measure() {
-    wrk -t1 -c"$connections" -d"${duration}s" --latency -s "$work/traffic.lua" "$1/" >"$work/wrk.txt"
-    if grep -q 'Non-2xx' "$work/wrk.txt"; then
-        echo "realistic.sh: non-2xx responses from $1:" >&2; cat "$work/wrk.txt" >&2; exit 1
-    fi
-    awk '/^Requests\/sec:/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print rps, p50, p99}' \
-        "$work/wrk.txt" >"$work/result.txt"
-    read -r rps p50 p99 <"$work/result.txt"
-    [ -n "$p99" ] || { echo "realistic.sh: cannot read wrk's output:" >&2; cat "$work/wrk.txt" >&2; exit 1; }
-}
-
 echo "wrk: 1 thread, $connections connections, ${duration}s per server; $(nproc) cores shared with the server; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %12s %9s %10s %10s\n' server 'requests/s' 'vs hyper' 'p50' 'p99'
+measure() { bench_wrk "$1" -c"$connections" -d"${duration}s" -s "$work/traffic.lua"; }
 measure "$hyper"
 hyper_rps="$rps"
 printf '%-8s %12.0f %9s %10s %10s\n' hyper "$hyper_rps" 1.00 "$p50" "$p99"
