@@ -367,7 +367,7 @@ impl<'p> PagePipeline<'p> {
                 response: ResponseEdits::default(),
             };
         }
-        self.outcome(self.decide(request, clock, providers, identity))
+        self.outcome(self.decide(request, clock, providers, identity, None))
     }
 
     /// Runs the pipeline for a request to one of Gatehouse's own APIs (the auction endpoint),
@@ -381,7 +381,39 @@ impl<'p> PagePipeline<'p> {
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
     ) -> RequestOutcome<'p> {
-        self.outcome(self.decide(request, clock, providers, None))
+        self.outcome(self.decide(request, clock, providers, None, None))
+    }
+
+    /// Runs the pipeline for `POST /_ts/api/v1/ec/resolve`: a client-side Edge Cookie provider's
+    /// page script posts `proposed`, a value computed in the browser. The request is decided
+    /// exactly as a page load ([`PagePipeline::run_with_identity`] when `identity` is given,
+    /// [`PagePipeline::run`] otherwise): the same consent (including the stored-consent fallback
+    /// and withdrawal), geo, permissions, device and bot gates, and the same store lifecycle. The
+    /// one difference: when the request carries no Edge Cookie, the provider is called with
+    /// `current = proposed` (when `proposed` is a bounded RFC 6265 cookie value; otherwise with
+    /// `none`), so it answers that value to accept it, `none` to refuse it. An accepted value is
+    /// [`EdgeCookieDecision::Set`]: stored add-only like a minted one before it is set. A
+    /// request that carries an Edge Cookie is decided as a page load and `proposed` is ignored,
+    /// so a browser keeps its identity.
+    ///
+    /// Store calls are synchronous: call this off the async runtime's workers.
+    pub fn run_resolve(
+        &self,
+        request: &dyn RequestView,
+        clock: &dyn Clock,
+        providers: &mut dyn ProviderHost,
+        identity: Option<Identity<'_>>,
+        proposed: &str,
+    ) -> RequestOutcome<'p> {
+        let proposed = is_cookie_value(proposed).then_some(proposed);
+        self.outcome(self.decide(request, clock, providers, identity, proposed))
+    }
+
+    /// Whether `request` carries a well-formed Edge Cookie (the value a provider receives as
+    /// `current`).
+    #[must_use]
+    pub fn carries_edge_cookie(&self, request: &dyn RequestView) -> bool {
+        self.current_edge_cookie(request).is_some()
     }
 
     fn outcome(&self, decision: PageDecision<'p>) -> RequestOutcome<'p> {
@@ -440,6 +472,7 @@ impl<'p> PagePipeline<'p> {
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
         mut identity: Option<Identity<'_>>,
+        proposed: Option<&str>,
     ) -> PageDecision<'p> {
         let mut gated = Vec::new();
         let mut failures = Vec::new();
@@ -563,8 +596,10 @@ impl<'p> PagePipeline<'p> {
                 }
                 Gate::Permitted(_) if is_bot => EdgeCookieDecision::Bot,
                 Gate::Permitted(evidence) => {
+                    // A browser-computed value is offered only to a request without a cookie.
+                    let offered = current.as_deref().or(proposed);
                     let answer = providers
-                        .generate_edge_cookie(&evidence, current.as_deref())
+                        .generate_edge_cookie(&evidence, offered)
                         .and_then(|output| self.check_edge_cookie_output(output));
                     match answer {
                         Ok((id, kept, dropped)) => {
