@@ -276,12 +276,13 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         // nothing it could not explain.
         _ => answer("failed"),
     };
-    // The same response edits as a page: the cookie (or its expiry), provider headers, `private`.
-    app.pipeline
-        .edit_response(&outcome.response, &mut HyperHeaders(response.headers_mut()));
+    // Per visitor: never cached. Then the same response edits as a page: the cookie (or its
+    // expiry), provider headers, and `private` when either is set.
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    app.pipeline
+        .edit_response(&outcome.response, &mut HyperHeaders(response.headers_mut()));
     response
 }
 

@@ -157,7 +157,7 @@ fn client_side_defers_on_the_page_and_resolve_sets_the_cookie_and_creates_the_re
             .as_str()
         )
     );
-    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert_eq!(response.header("cache-control"), Some("no-store, private"));
 
     // The browser now holds it: the page keeps it, and a second resolve keeps it too.
     let cookie = format!("ts-ec={RANDOM_VALUE}");
