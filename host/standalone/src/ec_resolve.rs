@@ -180,16 +180,17 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         return not_client_side(ROUTE);
     }
     if req.method() != Method::POST {
-        let mut response =
-            Problem::MethodNotAllowed.response(Some("`/_ts/api/v1/ec/resolve` accepts `POST` only"));
+        let mut response = Problem::MethodNotAllowed
+            .response(Some("`/_ts/api/v1/ec/resolve` accepts `POST` only"));
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     if !is_json(req.headers()) {
-        return Problem::UnsupportedMediaType
-            .response(Some("send `{\"value\": ...}` as `Content-Type: application/json`"));
+        return Problem::UnsupportedMediaType.response(Some(
+            "send `{\"value\": ...}` as `Content-Type: application/json`",
+        ));
     }
     let too_large = || {
         Problem::PayloadTooLarge.response(Some(&format!(

@@ -79,7 +79,11 @@ pub fn is_valid(value: &str) -> bool {
     }
     let mut seen = [false; 16];
     for b in hex.bytes() {
-        let digit = if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
+        let digit = if b.is_ascii_digit() {
+            b - b'0'
+        } else {
+            b - b'a' + 10
+        };
         if let Some(slot) = seen.get_mut(usize::from(digit)) {
             *slot = true;
         }
@@ -91,8 +95,7 @@ pub fn is_valid(value: &str) -> bool {
 mod tests {
     use super::*;
 
-    const VALID: &str =
-        "3f9a0c47e1b2d85c6a7f09e3b41d2c8e5a6b7f0c1d2e3f4a5b6c7d8e9f0a1b2c.aB3dE9";
+    const VALID: &str = "3f9a0c47e1b2d85c6a7f09e3b41d2c8e5a6b7f0c1d2e3f4a5b6c7d8e9f0a1b2c.aB3dE9";
 
     #[test]
     fn a_random_value_in_the_edge_cookie_format_is_accepted() {

@@ -57,7 +57,10 @@ fn an_accepted_posted_value_is_set_and_stored_add_only_like_a_mint() {
     assert!(matches!(decision.identity, IdentityOutcome::Created));
     assert_eq!(store.writes(), [WriteMode::AddOnly]);
     let set_cookie = outcome.response.set_cookie.expect("cookie set");
-    assert!(set_cookie.starts_with(&format!("ts-ec={POSTED};")), "{set_cookie}");
+    assert!(
+        set_cookie.starts_with(&format!("ts-ec={POSTED};")),
+        "{set_cookie}"
+    );
     match store.record(&identity_key(POSTED)) {
         Some(IdentityRecord::Live(live)) => {
             assert_eq!(live.created, NOW);
@@ -94,10 +97,10 @@ fn a_posted_value_that_is_not_a_cookie_value_never_reaches_the_provider() {
         EdgeCookieDecision::NoneFromProvider
     );
     assert!(
-        providers.calls.iter().any(|c| matches!(
-            c,
-            crate::pipeline::support::Call::Generate(_, None)
-        )),
+        providers
+            .calls
+            .iter()
+            .any(|c| matches!(c, crate::pipeline::support::Call::Generate(_, None))),
         "offered `none`"
     );
     assert_eq!(store.len(), 0);
@@ -134,7 +137,10 @@ fn a_request_carrying_an_edge_cookie_keeps_it_and_ignores_the_posted_value() {
     let view = post().header("cookie", &format!("ts-ec={CARRIED}"));
     let outcome = resolve(&store, &view, &mut client_side(), POSTED);
     let decision = outcome.decision.expect("decided");
-    assert_eq!(decision.edge_cookie, EdgeCookieDecision::Keep(CARRIED.into()));
+    assert_eq!(
+        decision.edge_cookie,
+        EdgeCookieDecision::Keep(CARRIED.into())
+    );
     assert_eq!(outcome.response.set_cookie, None);
     assert!(store.record(&identity_key(POSTED)).is_none());
     assert!(pipeline("US").carries_edge_cookie(&view));

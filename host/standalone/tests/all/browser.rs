@@ -135,7 +135,7 @@ fn headless_chromium_ends_up_holding_the_edge_cookie_unless_a_tcf_cookie_refuses
 
     server.signal(rustix::process::Signal::TERM);
     assert!(server.wait_exit(Duration::from_secs(120)).is_some());
-    let store = RedbStore::open(&path.with_file_name("gatehouse-store.redb")).expect("store");
+    let store = RedbStore::open(path.with_file_name("gatehouse-store.redb")).expect("store");
     let record = store
         .get(&identity_key(value))
         .expect("store get")

@@ -11,8 +11,7 @@ use gatehouse_core::identity::{IdentityRecord, IdentityStore, identity_key};
 use gatehouse_store::RedbStore;
 
 use crate::support::{
-    BROWSER_UA, Origin, Response, Server, component, config, hmac_ec, http_raw, sha256_of,
-    temp_dir,
+    BROWSER_UA, Origin, Response, Server, component, config, hmac_ec, http_raw, sha256_of, temp_dir,
 };
 use crate::valkey_support::Valkey;
 
@@ -20,8 +19,7 @@ use crate::valkey_support::Valkey;
 const RANDOM_VALUE: &str =
     "3f9a0c47e1b2d85c6a7f09e3b41d2c8e5a6b7f0c1d2e3f4a5b6c7d8e9f0a1b2c.aB3dE9";
 /// The `client-fixed` provider's one value (`providers/client-fixed`).
-const FIXED_VALUE: &str =
-    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.TEST00";
+const FIXED_VALUE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.TEST00";
 /// GDPR-IAB-TCFv2 "valid tcf v2 consent string using bitfield": purposes 1, 3, 9, 10.
 const TCF_GRANTS_STORAGE: &str =
     "CLcVDxRMWfGmWAVAHCENAXCkAKDAADnAABRgA5mdfCKZuYJez-NQm0TBMYA4oCAAGQYIAAAAAAEAIAEgAA";
@@ -62,7 +60,10 @@ fn post(
         body.len()
     );
     // A browser unless the test says otherwise.
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+    {
         raw.push_str(&format!("User-Agent: {BROWSER_UA}\r\n"));
     }
     for (k, v) in headers {
@@ -95,7 +96,10 @@ fn page(server: &Server, headers: &[(&str, &str)]) -> Response {
 
 fn outcome(response: &Response) -> String {
     let body: serde_json::Value = serde_json::from_str(&response.body).expect("json body");
-    body["edge_cookie"].as_str().expect("edge_cookie").to_owned()
+    body["edge_cookie"]
+        .as_str()
+        .expect("edge_cookie")
+        .to_owned()
 }
 
 fn problem_type(response: &Response) -> String {
@@ -117,7 +121,7 @@ fn stop(mut server: Server) {
 }
 
 fn stored(config_path: &Path, value: &str) -> Option<IdentityRecord> {
-    let store = RedbStore::open(&config_path.with_file_name("gatehouse-store.redb"))
+    let store = RedbStore::open(config_path.with_file_name("gatehouse-store.redb"))
         .expect("open the store file");
     store
         .get(&identity_key(value))
@@ -161,7 +165,10 @@ fn client_side_defers_on_the_page_and_resolve_sets_the_cookie_and_creates_the_re
 
     // The browser now holds it: the page keeps it, and a second resolve keeps it too.
     let cookie = format!("ts-ec={RANDOM_VALUE}");
-    assert_eq!(page(&server, &[("Cookie", &cookie)]).set_cookie("ts-ec"), None);
+    assert_eq!(
+        page(&server, &[("Cookie", &cookie)]).set_cookie("ts-ec"),
+        None
+    );
     let again = resolve(
         &server,
         "aaaa0c47e1b2d85c6a7f09e3b41d2c8e5a6b7f0c1d2e3f4a5b6c7d8e9f0a1b2c.zzzzzz",
@@ -185,7 +192,11 @@ fn resolve_with_a_value_the_provider_rejects_answers_422_and_sets_nothing() {
     let path = write("ec-resolve-reject", &origin, "US", &ec("client-side"));
     let server = Server::start_at(&path);
     let degenerate = format!("{}.aB3dE9", "0".repeat(64));
-    for value in [degenerate.as_str(), "not-the-format", "bad value; Max-Age=1"] {
+    for value in [
+        degenerate.as_str(),
+        "not-the-format",
+        "bad value; Max-Age=1",
+    ] {
         let response = resolve(&server, value, &[]);
         assert_eq!(response.status, 422, "{value}: {response:?}");
         assert_eq!(problem_type(&response), "/_ts/problems/ec-value-rejected");
@@ -254,7 +265,11 @@ fn resolve_with_a_cookie_and_a_withdrawal_expires_it_and_tombstones_the_identity
     let server = Server::start_at(&path);
     assert_eq!(outcome(&resolve(&server, RANDOM_VALUE, &[])), "set");
     let cookie = format!("ts-ec={RANDOM_VALUE}");
-    let response = resolve(&server, RANDOM_VALUE, &[("Cookie", &cookie), ("Sec-GPC", "1")]);
+    let response = resolve(
+        &server,
+        RANDOM_VALUE,
+        &[("Cookie", &cookie), ("Sec-GPC", "1")],
+    );
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(outcome(&response), "withdrawn");
     let expired = response.set_cookie("ts-ec").expect("expired");
@@ -300,7 +315,13 @@ fn resolve_answers_405_413_415_and_400_for_requests_it_cannot_take() {
         "x".repeat(padding)
     );
     assert_eq!(at_limit.len(), 64 * 1024);
-    let read = post(server.addr, route, "application/json", at_limit.as_bytes(), &[]);
+    let read = post(
+        server.addr,
+        route,
+        "application/json",
+        at_limit.as_bytes(),
+        &[],
+    );
     assert_eq!(read.status, 400, "{read:?}");
 
     for malformed in [
@@ -462,5 +483,8 @@ fn ec_client_script_for_a_server_side_provider_fails_startup_naming_the_key() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ec.client_script"), "{stderr}");
-    assert!(stderr.contains("`hmac` computes its value on the server"), "{stderr}");
+    assert!(
+        stderr.contains("`hmac` computes its value on the server"),
+        "{stderr}"
+    );
 }
