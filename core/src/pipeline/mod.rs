@@ -22,7 +22,9 @@
 //! Invariants:
 //! - A provider whose required permissions are not all held is never called; a called provider
 //!   receives [`Evidence::collect`] of its own declared reads and nothing else.
-//! - Each provider is called at most once per request; non-page requests call none.
+//! - Each provider is called at most once per request; non-page requests call none. The one
+//!   exception is [`PagePipeline::run_resolve`]: the Edge Cookie provider is called a second
+//!   time, with the browser-computed value, only after it refused the cookie the request carried.
 //! - Every provider failure is recorded in the decision and handled fail-closed.
 //!
 //! This module must never perform I/O or read a clock: time comes from [`Clock`].
@@ -393,8 +395,9 @@ impl<'p> PagePipeline<'p> {
     /// `current = proposed` (when `proposed` is a bounded RFC 6265 cookie value; otherwise with
     /// `none`), so it answers that value to accept it, `none` to refuse it. An accepted value is
     /// [`EdgeCookieDecision::Set`]: stored add-only like a minted one before it is set. A
-    /// request that carries an Edge Cookie is decided as a page load and `proposed` is ignored,
-    /// so a browser keeps its identity.
+    /// request that carries an Edge Cookie is decided as a page load first, so a browser keeps
+    /// its identity; only when the provider refuses the carried cookie is it called a second
+    /// time, with `proposed` (the one case where a provider is called twice for one request).
     ///
     /// Store calls are synchronous: call this off the async runtime's workers.
     pub fn run_resolve(
@@ -407,13 +410,6 @@ impl<'p> PagePipeline<'p> {
     ) -> RequestOutcome<'p> {
         let proposed = is_cookie_value(proposed).then_some(proposed);
         self.outcome(self.decide(request, clock, providers, identity, proposed))
-    }
-
-    /// Whether `request` carries a well-formed Edge Cookie (the value a provider receives as
-    /// `current`).
-    #[must_use]
-    pub fn carries_edge_cookie(&self, request: &dyn RequestView) -> bool {
-        self.current_edge_cookie(request).is_some()
     }
 
     fn outcome(&self, decision: PageDecision<'p>) -> RequestOutcome<'p> {
@@ -596,11 +592,19 @@ impl<'p> PagePipeline<'p> {
                 }
                 Gate::Permitted(_) if is_bot => EdgeCookieDecision::Bot,
                 Gate::Permitted(evidence) => {
-                    // A browser-computed value is offered only to a request without a cookie.
-                    let offered = current.as_deref().or(proposed);
-                    let answer = providers
-                        .generate_edge_cookie(&evidence, offered)
+                    // The cookie the request carries comes first: a browser keeps its identity.
+                    let mut answer = providers
+                        .generate_edge_cookie(&evidence, current.as_deref().or(proposed))
                         .and_then(|output| self.check_edge_cookie_output(output));
+                    // Resolve only: a carried cookie the provider refuses (another provider's,
+                    // say) is replaced by the browser-computed value, if the provider accepts it.
+                    if let (Some(_), Some(proposed), Ok((None, ..))) =
+                        (current.as_deref(), proposed, &answer)
+                    {
+                        answer = providers
+                            .generate_edge_cookie(&evidence, Some(proposed))
+                            .and_then(|output| self.check_edge_cookie_output(output));
+                    }
                     match answer {
                         Ok((id, kept, dropped)) => {
                             provider_headers = kept;

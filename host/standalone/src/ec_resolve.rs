@@ -16,10 +16,9 @@
 //!
 //! Answers of the endpoint (documented in `docs/identity.md`): 200 `{"edge_cookie": OUTCOME}`
 //! where OUTCOME is `set` (the response sets the cookie), `kept` (the browser already holds a
-//! valid one; the posted value is ignored), `none` (the provider refused the cookie the browser
-//! holds), `not-permitted`, `bot`, `withdrawn` (the response expires the cookie) or `failed` (the
-//! provider failed; nothing set); 422 `ec-value-rejected` when the provider refused the posted
-//! value; 503 `store-unavailable` when the identity could not be stored (nothing set); 400, 405,
+//! valid one; the posted value is ignored), `not-permitted`, `bot`, `withdrawn` (the response
+//! expires the cookie) or `failed` (the provider failed; nothing set); 422 `ec-value-rejected`
+//! when the provider refused the posted value (and any cookie the browser holds); 503 `store-unavailable` when the identity could not be stored (nothing set); 400, 405,
 //! 413, 415 for requests that are not a JSON `POST` of at most [`MAX_BODY_BYTES`].
 //!
 //! It must never log the posted value or a cookie.
@@ -232,7 +231,6 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             client_ip: chain.client,
             fingerprints: &app.fingerprint_headers,
         };
-        let carried = app.pipeline.carries_edge_cookie(&view);
         let mut providers = app.runtime.for_request();
         let mut backoff = JitteredBackoff;
         let identity = app.identity.as_ref().map(|service| Identity {
@@ -240,13 +238,11 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             backoff: &mut backoff,
             settings: service.settings(),
         });
-        let outcome =
-            app.pipeline
-                .run_resolve(&view, &SystemClock, &mut providers, identity, &value);
-        (outcome, carried)
+        app.pipeline
+            .run_resolve(&view, &SystemClock, &mut providers, identity, &value)
     };
     // Provider and store calls block: off the async workers, as on the page path.
-    let (outcome, carried) = app.runtime.run_blocking(decide).await;
+    let outcome = app.runtime.run_blocking(decide).await;
     let Some(decision) = &outcome.decision else {
         // `run_resolve` always decides.
         return Problem::BadRequest.response(Some("the request could not be decided"));
@@ -265,7 +261,6 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         EdgeCookieDecision::Bot => answer("bot"),
         EdgeCookieDecision::Withdrawn => answer("withdrawn"),
         EdgeCookieDecision::Failed => answer("failed"),
-        EdgeCookieDecision::NoneFromProvider if carried => answer("none"),
         EdgeCookieDecision::NoneFromProvider => Problem::EcValueRejected.response(Some(
             "the edge cookie provider refused the value; nothing was set",
         )),

@@ -143,8 +143,70 @@ fn a_request_carrying_an_edge_cookie_keeps_it_and_ignores_the_posted_value() {
     );
     assert_eq!(outcome.response.set_cookie, None);
     assert!(store.record(&identity_key(POSTED)).is_none());
-    assert!(pipeline("US").carries_edge_cookie(&view));
-    assert!(!pipeline("US").carries_edge_cookie(&post()));
+}
+
+#[test]
+fn a_carried_cookie_the_provider_refuses_is_replaced_by_an_accepted_posted_value() {
+    let store = MemoryStore::at(NOW);
+    let view = post().header("cookie", "ts-ec=bad-from-another-provider");
+    let mut providers = client_side();
+    let outcome = resolve(&store, &view, &mut providers, POSTED);
+    let decision = outcome.decision.expect("decided");
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::Set(POSTED.into()));
+    assert!(matches!(decision.identity, IdentityOutcome::Created));
+    let offered: Vec<Option<String>> = providers
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            crate::pipeline::support::Call::Generate(_, current) => Some(current.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        offered,
+        [
+            Some("bad-from-another-provider".to_owned()),
+            Some(POSTED.to_owned())
+        ]
+    );
+    // Both refused: nothing set.
+    let store = MemoryStore::at(NOW);
+    let outcome = resolve(&store, &view, &mut client_side(), "bad-too.abcDEF");
+    assert_eq!(
+        outcome.decision.expect("decided").edge_cookie,
+        EdgeCookieDecision::NoneFromProvider
+    );
+    assert_eq!(store.len(), 0);
+}
+
+#[test]
+fn a_page_request_calls_the_provider_once_even_when_it_refuses_the_cookie() {
+    let store = MemoryStore::at(NOW);
+    let view = View::page().header("cookie", "ts-ec=bad-from-another-provider");
+    let mut providers = client_side();
+    let mut backoff = RecordingBackoff::default();
+    let outcome = pipeline("US").run_with_identity(
+        &view,
+        &CLOCK,
+        &mut providers,
+        Identity {
+            store: &store,
+            backoff: &mut backoff,
+            settings: &IdentitySettings::default(),
+        },
+    );
+    assert_eq!(
+        outcome.decision.expect("page").edge_cookie,
+        EdgeCookieDecision::NoneFromProvider
+    );
+    assert_eq!(
+        providers
+            .calls
+            .iter()
+            .filter(|c| c.kind() == gatehouse_core::pipeline::ProviderKind::EdgeCookie)
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -202,8 +202,38 @@ fn resolve_with_a_value_the_provider_rejects_answers_422_and_sets_nothing() {
         assert_eq!(problem_type(&response), "/_ts/problems/ec-value-rejected");
         assert_eq!(response.set_cookie("ts-ec"), None);
     }
+    // A cookie the provider refuses (another provider's format) does not save a bad value.
+    let response = resolve(&server, &degenerate, &[("Cookie", "ts-ec=from-elsewhere")]);
+    assert_eq!(response.status, 422, "{response:?}");
+    assert_eq!(response.set_cookie("ts-ec"), None);
     stop(server);
     assert!(stored(&path, &degenerate).is_none());
+}
+
+#[test]
+fn a_cookie_the_provider_refuses_is_replaced_by_the_verified_posted_value() {
+    let origin = Origin::start();
+    let path = write("ec-resolve-replace", &origin, "US", &ec("client-side"));
+    let server = Server::start_at(&path);
+    // E.g. a `host-signals` value (64 hex, no suffix) after switching to `client-side`.
+    let stale = format!("ts-ec={}", "ab".repeat(32));
+    assert_eq!(
+        page(&server, &[("Cookie", &stale)]).set_cookie("ts-ec"),
+        None
+    );
+    let response = resolve(&server, RANDOM_VALUE, &[("Cookie", &stale)]);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(outcome(&response), "set");
+    assert!(
+        response
+            .set_cookie("ts-ec")
+            .is_some_and(|c| c.starts_with(&format!("ts-ec={RANDOM_VALUE};")))
+    );
+    stop(server);
+    assert!(matches!(
+        stored(&path, RANDOM_VALUE),
+        Some(IdentityRecord::Live(_))
+    ));
 }
 
 #[test]
