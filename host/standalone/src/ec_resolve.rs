@@ -250,6 +250,11 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
     for (kind, failure) in &decision.failures {
         app.runtime.record_failure(*kind, failure);
     }
+    // Counted as on the page path (`gatehouse_provider_headers_dropped_total`); the page path
+    // also logs their names, once a second.
+    for _ in &decision.dropped_headers {
+        crate::edge_metrics::PROVIDER_HEADERS_DROPPED.increment();
+    }
     if let Some(identity) = &app.identity {
         crate::identity::log_outcome(identity, &decision.identity);
     }
