@@ -13,6 +13,8 @@ use std::process::Command;
 const NO_STD_COMPONENTS: &[&str] = &[
     "gatehouse-provider-hmac",
     "gatehouse-provider-host-signals",
+    "gatehouse-provider-client-side",
+    "gatehouse-provider-client-fixed",
     "gatehouse-provider-ua-device",
     "gatehouse-provider-header-geo",
     "gatehouse-guest-unknown-permission",

@@ -22,7 +22,9 @@
 //! Invariants:
 //! - A provider whose required permissions are not all held is never called; a called provider
 //!   receives [`Evidence::collect`] of its own declared reads and nothing else.
-//! - Each provider is called at most once per request; non-page requests call none.
+//! - Each provider is called at most once per request; non-page requests call none. The one
+//!   exception is [`PagePipeline::run_resolve`]: the Edge Cookie provider is called a second
+//!   time, with the browser-computed value, only after it refused the cookie the request carried.
 //! - Every provider failure is recorded in the decision and handled fail-closed.
 //!
 //! This module must never perform I/O or read a clock: time comes from [`Clock`].
@@ -367,7 +369,7 @@ impl<'p> PagePipeline<'p> {
                 response: ResponseEdits::default(),
             };
         }
-        self.outcome(self.decide(request, clock, providers, identity))
+        self.outcome(self.decide(request, clock, providers, identity, None))
     }
 
     /// Runs the pipeline for a request to one of Gatehouse's own APIs (the auction endpoint),
@@ -381,7 +383,33 @@ impl<'p> PagePipeline<'p> {
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
     ) -> RequestOutcome<'p> {
-        self.outcome(self.decide(request, clock, providers, None))
+        self.outcome(self.decide(request, clock, providers, None, None))
+    }
+
+    /// Runs the pipeline for `POST /_ts/api/v1/ec/resolve`: a client-side Edge Cookie provider's
+    /// page script posts `proposed`, a value computed in the browser. The request is decided
+    /// exactly as a page load ([`PagePipeline::run_with_identity`] when `identity` is given,
+    /// [`PagePipeline::run`] otherwise): the same consent (including the stored-consent fallback
+    /// and withdrawal), geo, permissions, device and bot gates, and the same store lifecycle. The
+    /// one difference: when the request carries no Edge Cookie, the provider is called with
+    /// `current = proposed` (when `proposed` is a bounded RFC 6265 cookie value; otherwise with
+    /// `none`), so it answers that value to accept it, `none` to refuse it. An accepted value is
+    /// [`EdgeCookieDecision::Set`]: stored add-only like a minted one before it is set. A
+    /// request that carries an Edge Cookie is decided as a page load first, so a browser keeps
+    /// its identity; only when the provider refuses the carried cookie is it called a second
+    /// time, with `proposed` (the one case where a provider is called twice for one request).
+    ///
+    /// Store calls are synchronous: call this off the async runtime's workers.
+    pub fn run_resolve(
+        &self,
+        request: &dyn RequestView,
+        clock: &dyn Clock,
+        providers: &mut dyn ProviderHost,
+        identity: Option<Identity<'_>>,
+        proposed: &str,
+    ) -> RequestOutcome<'p> {
+        let proposed = is_cookie_value(proposed).then_some(proposed);
+        self.outcome(self.decide(request, clock, providers, identity, proposed))
     }
 
     fn outcome(&self, decision: PageDecision<'p>) -> RequestOutcome<'p> {
@@ -440,6 +468,7 @@ impl<'p> PagePipeline<'p> {
         clock: &dyn Clock,
         providers: &mut dyn ProviderHost,
         mut identity: Option<Identity<'_>>,
+        proposed: Option<&str>,
     ) -> PageDecision<'p> {
         let mut gated = Vec::new();
         let mut failures = Vec::new();
@@ -563,9 +592,19 @@ impl<'p> PagePipeline<'p> {
                 }
                 Gate::Permitted(_) if is_bot => EdgeCookieDecision::Bot,
                 Gate::Permitted(evidence) => {
-                    let answer = providers
-                        .generate_edge_cookie(&evidence, current.as_deref())
+                    // The cookie the request carries comes first: a browser keeps its identity.
+                    let mut answer = providers
+                        .generate_edge_cookie(&evidence, current.as_deref().or(proposed))
                         .and_then(|output| self.check_edge_cookie_output(output));
+                    // Resolve only: a carried cookie the provider refuses (another provider's,
+                    // say) is replaced by the browser-computed value, if the provider accepts it.
+                    if let (Some(_), Some(proposed), Ok((None, ..))) =
+                        (current.as_deref(), proposed, &answer)
+                    {
+                        answer = providers
+                            .generate_edge_cookie(&evidence, Some(proposed))
+                            .and_then(|output| self.check_edge_cookie_output(output));
+                    }
                     match answer {
                         Ok((id, kept, dropped)) => {
                             provider_headers = kept;

@@ -5,4 +5,5 @@
 mod lifecycle;
 pub(crate) mod memory;
 mod record;
+mod resolve;
 mod retry;

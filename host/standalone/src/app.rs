@@ -134,6 +134,8 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
     };
     let batch_sync =
         crate::batch_sync::BatchSync::new(partners, identity.clone(), config.ec.max_age_secs);
+    let client_script =
+        crate::ec_resolve::client_script(config.ec.client_script.as_deref(), ec.as_ref())?;
     Ok(App {
         auction,
         fingerprint_headers: (ja4_header, http2_header),
@@ -145,6 +147,7 @@ pub fn build(config: &Config) -> Result<App, BuildError> {
         cdn_headers,
         max_body_bytes: config.server.max_body_bytes,
         origin,
+        client_script,
     })
 }
 

@@ -526,6 +526,10 @@ pub struct EcConfig {
     /// `max_header_bytes`: most bytes (names plus values) of one provider answer's headers.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// `client_script`: the page script of an external client-side provider (relative to the
+    /// config file), served at `GET /_ts/ec.js`; the bundled `client-side` and `client-fixed`
+    /// ship their own. Refused for a provider that computes its value on the server.
+    pub client_script: Option<PathBuf>,
 }
 
 impl Default for EcConfig {
@@ -539,6 +543,7 @@ impl Default for EcConfig {
             allowed_headers: Vec::new(),
             max_headers: default_max_headers(),
             max_header_bytes: default_max_header_bytes(),
+            client_script: None,
         }
     }
 }
@@ -651,6 +656,7 @@ impl Config {
             self.policy.path.as_mut(),
             self.origin.ca_file.as_mut(),
             self.server.pid_file.as_mut(),
+            self.ec.client_script.as_mut(),
         ]
         .into_iter()
         .flatten()

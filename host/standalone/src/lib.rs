@@ -10,6 +10,7 @@ pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod consent;
+pub mod ec_resolve;
 pub mod edge_metrics;
 pub mod identity;
 pub mod listener;

@@ -30,6 +30,10 @@ pub enum Problem {
     TooManyMappings,
     /// The identity store is unavailable (nothing was written).
     StoreUnavailable,
+    /// An Edge Cookie resolve body that is not `{"value": "..."}`.
+    InvalidEcResolveRequest,
+    /// The Edge Cookie provider refused the browser-computed value (nothing was set).
+    EcValueRejected,
     /// The origin could not be reached or failed mid-response.
     OriginUnavailable,
     /// The origin did not answer in time.
@@ -94,6 +98,16 @@ impl Problem {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
                 "The identity store is unavailable",
+            ),
+            Self::InvalidEcResolveRequest => (
+                StatusCode::BAD_REQUEST,
+                "invalid-ec-resolve-request",
+                "The request body is not an edge cookie resolve request",
+            ),
+            Self::EcValueRejected => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ec-value-rejected",
+                "The edge cookie provider refused the value",
             ),
             Self::OriginUnavailable => (
                 StatusCode::BAD_GATEWAY,

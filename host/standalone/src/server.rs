@@ -60,6 +60,10 @@ pub struct App {
     pub fingerprint_headers: (Option<http::HeaderName>, Option<http::HeaderName>),
     /// `POST /_ts/api/v1/batch-sync`: partners and the identity store.
     pub batch_sync: crate::batch_sync::BatchSync,
+    /// The page script of the selected client-side Edge Cookie provider (`GET /_ts/ec.js`);
+    /// `None` when the provider computes its value on the server, and then
+    /// `/_ts/ec.js` and `POST /_ts/api/v1/ec/resolve` answer 404.
+    pub client_script: Option<crate::ec_resolve::ClientScript>,
 }
 
 /// Whether the server is serving normally or draining for shutdown.
@@ -85,8 +89,12 @@ pub async fn handle(
     if path == crate::batch_sync::ROUTE {
         return app.batch_sync.handle(req).await;
     }
+    if path == crate::ec_resolve::SCRIPT_ROUTE {
+        return crate::ec_resolve::script(app, &req);
+    }
     let auction = path == crate::auction::ROUTE;
-    if !auction && (path == "/_ts" || path.starts_with("/_ts/")) {
+    let ec_resolve = path == crate::ec_resolve::ROUTE;
+    if !auction && !ec_resolve && (path == "/_ts" || path.starts_with("/_ts/")) {
         return own_route(app, lifecycle, &req);
     }
     if !app.client_ip.peer_is_trusted(peer.ip()) {
@@ -104,6 +112,9 @@ pub async fn handle(
     }
     if auction {
         return crate::auction::handle(app, peer, req).await;
+    }
+    if ec_resolve {
+        return crate::ec_resolve::handle(app, peer, req).await;
     }
     proxy(app, peer, req).await
 }
@@ -378,7 +389,7 @@ async fn proxy(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
     app.pipeline
         .edit_forwarded_request(&outcome.forward, &mut HyperHeaders(&mut head.headers));
     let mut response = match &app.origin {
-        Origin::Demo => demo_page(&head),
+        Origin::Demo => demo_page(&head, app.client_script.is_some()),
         Origin::Http {
             base,
             preserve_host,
@@ -526,9 +537,16 @@ fn upstream_request(
     Ok(Request::from_parts(head, body))
 }
 
-fn demo_page(head: &http::request::Parts) -> Response<Body> {
+/// The built-in demo page. With a client-side Edge Cookie provider it loads the page script, as
+/// a publisher's pages would.
+fn demo_page(head: &http::request::Parts, client_script: bool) -> Response<Body> {
+    let script = if client_script {
+        "<script src=\"/_ts/ec.js\" async></script>"
+    } else {
+        ""
+    };
     let html = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Gatehouse demo origin</title></head>\
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Gatehouse demo origin</title>{script}</head>\
          <body><h1>Gatehouse demo origin</h1><p>You asked for <code>{}</code>. Gatehouse decided what \
          it may do with your data before this page was served; look at the response's \
          <code>Set-Cookie</code> header.</p></body></html>\n",

@@ -65,6 +65,16 @@ pub const BUNDLED: &[(ProviderKind, &str, &[u8])] = &[
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_HOST_SIGNALS")),
     ),
     (
+        ProviderKind::EdgeCookie,
+        "client-side",
+        include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_CLIENT_SIDE")),
+    ),
+    (
+        ProviderKind::EdgeCookie,
+        "client-fixed",
+        include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_CLIENT_FIXED")),
+    ),
+    (
         ProviderKind::Device,
         "ua-device",
         include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_PROVIDER_UA_DEVICE")),

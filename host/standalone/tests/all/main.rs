@@ -4,10 +4,12 @@
 mod auction;
 mod audit;
 mod batch_sync;
+mod browser;
 mod cli;
 mod cli_consent;
 mod components;
 mod consent_e2e;
+mod ec_resolve;
 mod hardening;
 mod hostile;
 mod http2;
