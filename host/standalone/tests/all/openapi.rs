@@ -20,6 +20,8 @@ const ROUTES: &[&str] = &[
     "/_ts/openapi.json",
     "/_ts/api/v1/auction",
     "/_ts/api/v1/batch-sync",
+    "/_ts/ec.js",
+    "/_ts/api/v1/ec/resolve",
 ];
 
 fn document() -> Value {
@@ -44,13 +46,19 @@ fn conforms(doc: &Value, method: &str, path: &str, response: &Response) {
         assert!(response.body.is_empty(), "undeclared body: {response:?}");
         return;
     };
-    let media = content.get(content_type).unwrap_or_else(|| {
-        panic!(
-            "`{method} {path}` {}: content type `{content_type}` not declared ({:?})",
-            response.status,
-            content.keys().collect::<Vec<_>>()
-        )
-    });
+    // A key is the content type as sent, or its media type without the parameters the header
+    // adds (`; charset=utf-8`).
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let media = content
+        .get(content_type)
+        .or_else(|| content.get(essence))
+        .unwrap_or_else(|| {
+            panic!(
+                "`{method} {path}` {}: content type `{content_type}` not declared ({:?})",
+                response.status,
+                content.keys().collect::<Vec<_>>()
+            )
+        });
     if !content_type.contains("json") {
         return;
     }
@@ -281,11 +289,70 @@ fn openapi_real_responses_match_the_document() {
     let sync_get = get(sync);
     assert_eq!(sync_get.status, 405);
     conforms(&doc, "post", sync, &sync_get);
+    // With an Edge Cookie provider that computes its value on the server, the client-side
+    // routes do not exist.
+    let resolve = "/_ts/api/v1/ec/resolve";
+    let script = get("/_ts/ec.js");
+    assert_eq!(script.status, 404);
+    conforms(&doc, "get", "/_ts/ec.js", &script);
+    let absent = request(
+        &server,
+        "POST",
+        resolve,
+        "application/json",
+        r#"{"value": "x"}"#,
+    );
+    assert_eq!(absent.status, 404);
+    conforms(&doc, "post", resolve, &absent);
     // Without `[auction]`: 404.
     let plain = Server::start("openapi-no-auction", &config(&origin.url(), "US", ""));
     let missing = request(&plain, "POST", auction, "application/json", &valid);
     assert_eq!(missing.status, 404);
     conforms(&doc, "post", auction, &missing);
+}
+
+#[test]
+fn openapi_client_side_edge_cookie_responses_match_the_document() {
+    // The TEST-ONLY `client-fixed` provider: its script, and every answer of the resolve route.
+    const FIXED: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.TEST00";
+    let doc = document();
+    let origin = Origin::start();
+    let server = Server::start(
+        "openapi-ec-resolve",
+        &config(
+            &origin.url(),
+            "US",
+            "[ec]\nprovider = \"client-fixed\"\ncookie_domain = \"example.test\"\n",
+        ),
+    );
+    let script = server.get("/_ts/ec.js", &[]);
+    assert_eq!(script.status, 200, "{script:?}");
+    conforms(&doc, "get", "/_ts/ec.js", &script);
+    let script_post = request(&server, "POST", "/_ts/ec.js", "text/plain", "");
+    assert_eq!(script_post.status, 405);
+    conforms(&doc, "get", "/_ts/ec.js", &script_post);
+    let resolve = "/_ts/api/v1/ec/resolve";
+    let body = |value: &str| json!({ "value": value }).to_string();
+    for (content_type, payload, status) in [
+        ("application/json", body(FIXED), 200),
+        ("application/json", body("not-the-fixed-value"), 422),
+        ("application/json", "{".to_owned(), 400),
+        ("text/plain", body(FIXED), 415),
+    ] {
+        let answer = request(&server, "POST", resolve, content_type, &payload);
+        assert_eq!(answer.status, status, "{payload}: {answer:?}");
+        conforms(&doc, "post", resolve, &answer);
+    }
+    let large = http_raw(
+        server.addr,
+        b"POST /_ts/api/v1/ec/resolve HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100000\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(large.status, 413);
+    conforms(&doc, "post", resolve, &large);
+    let method = server.get(resolve, &[]);
+    assert_eq!(method.status, 405);
+    conforms(&doc, "post", resolve, &method);
 }
 
 #[test]
