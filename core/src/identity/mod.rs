@@ -29,7 +29,10 @@ pub use record::{
 pub use retry::{
     Backoff, CasError, CasStep, NoBackoff, RetryPolicy, compare_and_swap, compare_and_swap_from,
 };
-pub use store::{Generation, IdentityStore, StoreError, Versioned, Write, WriteMode};
+pub use store::{
+    Generation, IdentityStore, StoreError, Update, UpdateFn, UpdateStep, Updated, Versioned, Write,
+    WriteMode,
+};
 
 /// The default tombstone time (`store.tombstone_secs`): 30 days.
 pub const DEFAULT_TOMBSTONE_SECS: u64 = 30 * 86_400;

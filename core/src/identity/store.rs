@@ -113,6 +113,54 @@ pub struct Write<'a> {
     pub ttl: Option<Duration>,
 }
 
+/// What an [`Update`]'s step decided about the entry it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateStep {
+    /// Write `value` (when the key had no entry, only if it still has none; else only over the
+    /// generation the step was given), expiring after `ttl`; `report` goes back to the caller.
+    Write {
+        /// The new value.
+        value: Vec<u8>,
+        /// Its expiry (`None`: never).
+        ttl: Option<Duration>,
+        /// The caller's own code for this outcome.
+        report: u32,
+    },
+    /// Leave the entry as it is; `report` goes back to the caller.
+    Leave {
+        /// The caller's own code for this outcome.
+        report: u32,
+    },
+}
+
+/// The decision function of an [`Update`]: the current unexpired entry in, what to do out.
+pub type UpdateFn = Box<dyn FnMut(Option<&Versioned>) -> UpdateStep + Send>;
+
+/// One read-modify-write of [`IdentityStore::update_many`].
+pub struct Update {
+    /// The key.
+    pub key: String,
+    /// Decides from the entry read. It may be called more than once (a backend retrying a lost
+    /// race calls it again with what it read then), so it must not have other effects.
+    pub step: UpdateFn,
+}
+
+impl fmt::Debug for Update {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the key: keys are visitor identifiers.
+        f.debug_struct("Update").finish_non_exhaustive()
+    }
+}
+
+/// What became of one [`Update`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Updated {
+    /// The step's `report`.
+    pub report: u32,
+    /// The new generation when the step wrote, `None` when it left the entry.
+    pub written: Option<Generation>,
+}
+
 /// The identity store. Synchronous: hosts call the page pipeline off their async workers (a
 /// blocking pool), and Fastly KV and wasi:keyvalue are synchronous too.
 pub trait IdentityStore: Send + Sync {
@@ -153,6 +201,38 @@ pub trait IdentityStore: Send + Sync {
             .map(|w| self.insert(w.key, w.value, w.mode, w.ttl))
             .collect()
     }
+
+    /// Read-modify-write of many keys, in order: for each, reads the unexpired entry, calls the
+    /// step and writes what it decided; one result each. A backend that can run the step inside
+    /// its write transaction (redb) does so, and then no update ever loses a race. The default
+    /// makes one attempt per update: read, decide, then a conditional write (add-only when the
+    /// key was absent, else if the generation read still matches); a lost race is
+    /// [`StoreError::AlreadyExists`] or [`StoreError::GenerationMismatch`], and the caller reads
+    /// and decides again.
+    fn update_many(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
+        updates
+            .into_iter()
+            .map(|mut update| {
+                let current = self.get(&update.key)?;
+                match (update.step)(current.as_ref()) {
+                    UpdateStep::Leave { report } => Ok(Updated {
+                        report,
+                        written: None,
+                    }),
+                    UpdateStep::Write { value, ttl, report } => {
+                        let mode = current.as_ref().map_or(WriteMode::AddOnly, |v| {
+                            WriteMode::IfGeneration(v.generation)
+                        });
+                        let generation = self.insert(&update.key, &value, mode, ttl)?;
+                        Ok(Updated {
+                            report,
+                            written: Some(generation),
+                        })
+                    }
+                }
+            })
+            .collect()
+    }
 }
 
 impl<S: IdentityStore + ?Sized> IdentityStore for &S {
@@ -173,5 +253,8 @@ impl<S: IdentityStore + ?Sized> IdentityStore for &S {
     }
     fn insert_many(&self, writes: &[Write<'_>]) -> Vec<Result<Generation, StoreError>> {
         (**self).insert_many(writes)
+    }
+    fn update_many(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
+        (**self).update_many(updates)
     }
 }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{
-    Backoff, IdentityRecord, IdentityStore, PartnerId, RetryPolicy, StoreError, Versioned, Write,
-    WriteMode, identity_key,
+    Backoff, IdentityRecord, IdentityStore, PartnerId, RetryPolicy, StoreError, Update, UpdateFn,
+    UpdateStep, Versioned, identity_key,
 };
 
 use super::partners::Partner;
@@ -216,30 +216,49 @@ pub fn normalize_ec_id(ec_id: &str) -> Option<String> {
 }
 
 /// A valid mapping still waiting for its write.
-struct Pending<'m> {
+struct Pending {
     index: usize,
     key: String,
-    uid: &'m str,
+    uid: String,
     timestamp: u64,
 }
 
-/// What one pending mapping's step decided about the entry it read.
-enum Step {
-    /// Write these bytes if the generation read still matches.
-    Write(WriteMode, Vec<u8>, Duration),
-    /// Accepted without a write.
-    Stale,
-    /// Rejected.
-    Reject(RejectReason),
+/// What one mapping's step decided, as the `report` of its [`UpdateStep`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decided {
+    Written = 0,
+    Stale = 1,
+    NotFound = 2,
+    Withdrawn = 3,
+    Unreadable = 4,
+}
+
+impl Decided {
+    const ALL: [Self; 5] = [
+        Self::Written,
+        Self::Stale,
+        Self::NotFound,
+        Self::Withdrawn,
+        Self::Unreadable,
+    ];
+
+    fn report(self) -> u32 {
+        self as u32
+    }
+
+    fn from_report(report: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.report() == report)
+    }
 }
 
 /// Applies `mappings` for `partner` at `now` (Unix seconds). See the module docs for the rules.
 ///
-/// The writes go to the store in rounds: every pending mapping is read and decided, then all
-/// the writes of the round go in one [`IdentityStore::insert_many`] (one transaction and one
-/// `fsync` on the embedded store, not one per mapping). A write that lost a race (or a second
-/// mapping for an identity the round already changed) is read and decided again in the next
-/// round, after a [`Backoff::pause`], at most `settings.retry.max_attempts` rounds.
+/// The mappings go to the store as one [`IdentityStore::update_many`]: each is read, decided
+/// and written with compare-and-swap. The embedded store decides inside its write transaction
+/// (one transaction and one `fsync` for the batch, and no lost races); on a store that decides
+/// outside it, a write that lost a race (or a second mapping for an identity the batch already
+/// changed) is read and decided again in a next round, after a [`Backoff::pause`], at most
+/// `settings.retry.max_attempts` rounds.
 ///
 /// # Errors
 /// [`BatchError::StoreUnavailable`] when the store was unavailable and nothing was written.
@@ -275,7 +294,7 @@ pub fn apply_batch(
         pending.push(Pending {
             index,
             key: identity_key(&ec),
-            uid,
+            uid: uid.to_owned(),
             timestamp,
         });
     }
@@ -292,46 +311,31 @@ pub fn apply_batch(
         if round > 1 {
             backoff.pause(settings.retry.delay_cap(round - 1));
         }
-        let mut writing = Vec::with_capacity(pending.len());
-        let mut steps = Vec::with_capacity(pending.len());
-        for p in pending.drain(..) {
-            let step = match store.get(&p.key) {
-                Ok(current) => decide(settings, &partner.id, &p, current.as_ref(), now),
-                Err(error) => {
-                    unavailable(&mut result, p.index, error);
-                    continue;
-                }
-            };
-            match step {
-                Step::Stale => {
-                    result.accepted += 1;
-                    result.stale += 1;
-                }
-                Step::Reject(reason) => result.reject(p.index, reason),
-                Step::Write(mode, value, ttl) => {
-                    steps.push((mode, value, ttl));
-                    writing.push(p);
-                }
-            }
-        }
-        let writes: Vec<Write<'_>> = writing
+        let updates = pending
             .iter()
-            .zip(&steps)
-            .map(|(p, (mode, value, ttl))| Write {
-                key: &p.key,
-                value,
-                mode: *mode,
-                ttl: Some(*ttl),
+            .map(|p| Update {
+                key: p.key.clone(),
+                step: step(*settings, partner.id.clone(), p, now),
             })
             .collect();
-        let mut outcomes = store.insert_many(&writes).into_iter();
-        drop(writes);
-        for p in writing {
+        let mut outcomes = store.update_many(updates).into_iter();
+        for p in std::mem::take(&mut pending) {
             match outcomes.next() {
-                Some(Ok(_)) => {
-                    result.accepted += 1;
-                    result.written += 1;
-                }
+                Some(Ok(updated)) => match Decided::from_report(updated.report) {
+                    Some(Decided::Written) if updated.written.is_some() => {
+                        result.accepted += 1;
+                        result.written += 1;
+                    }
+                    Some(Decided::Stale) => {
+                        result.accepted += 1;
+                        result.stale += 1;
+                    }
+                    Some(Decided::NotFound) => result.reject(p.index, RejectReason::NotFound),
+                    Some(Decided::Withdrawn) => {
+                        result.reject(p.index, RejectReason::ConsentWithdrawn);
+                    }
+                    _ => result.reject(p.index, RejectReason::StoreUnavailable),
+                },
                 Some(Err(error)) if error.is_conflict() => pending.push(p),
                 Some(Err(error @ StoreError::Unavailable { .. })) => {
                     unavailable(&mut result, p.index, error);
@@ -353,47 +357,48 @@ pub fn apply_batch(
     Ok(result)
 }
 
-/// One mapping's decision on the entry read for it: never create (an absent entry is
-/// `not_found`), never revive a tombstone, leave a stale timestamp, else write the partner's id
-/// with `synced = timestamp`, keeping the record's expiry.
-fn decide(
-    settings: &BatchSettings,
-    partner_id: &str,
-    p: &Pending<'_>,
-    current: Option<&Versioned>,
-    now: u64,
-) -> Step {
-    let Some(current) = current else {
-        return Step::Reject(RejectReason::NotFound);
-    };
-    let mut live = match IdentityRecord::decode(&current.value) {
-        Ok(IdentityRecord::Live(live)) => live,
-        Ok(IdentityRecord::Tombstone(_)) => return Step::Reject(RejectReason::ConsentWithdrawn),
-        Err(_) => return Step::Reject(RejectReason::StoreUnavailable),
-    };
-    if live
-        .partners
-        .get(partner_id)
-        .is_some_and(|existing| existing.synced >= p.timestamp)
-    {
-        return Step::Stale;
-    }
-    live.partners.insert(
-        partner_id.to_owned(),
-        PartnerId {
-            id: p.uid.to_owned(),
-            synced: p.timestamp,
-        },
-    );
-    let ttl = Duration::from_secs(
-        live.created
-            .saturating_add(settings.max_age_secs)
-            .saturating_sub(now)
-            .max(1),
-    );
-    Step::Write(
-        WriteMode::IfGeneration(current.generation),
-        IdentityRecord::Live(live).encode(),
-        ttl,
-    )
+/// The step of one mapping's update: never create (an absent entry is `not_found`), never
+/// revive a tombstone, leave a stale timestamp, else write the partner's id with
+/// `synced = timestamp`, keeping the record's expiry.
+fn step(settings: BatchSettings, partner_id: String, p: &Pending, now: u64) -> UpdateFn {
+    let uid = p.uid.clone();
+    let timestamp = p.timestamp;
+    Box::new(move |current: Option<&Versioned>| {
+        let leave = |decided: Decided| UpdateStep::Leave {
+            report: decided.report(),
+        };
+        let Some(current) = current else {
+            return leave(Decided::NotFound);
+        };
+        let mut live = match IdentityRecord::decode(&current.value) {
+            Ok(IdentityRecord::Live(live)) => live,
+            Ok(IdentityRecord::Tombstone(_)) => return leave(Decided::Withdrawn),
+            Err(_) => return leave(Decided::Unreadable),
+        };
+        if live
+            .partners
+            .get(&partner_id)
+            .is_some_and(|existing| existing.synced >= timestamp)
+        {
+            return leave(Decided::Stale);
+        }
+        live.partners.insert(
+            partner_id.clone(),
+            PartnerId {
+                id: uid.clone(),
+                synced: timestamp,
+            },
+        );
+        let ttl = Duration::from_secs(
+            live.created
+                .saturating_add(settings.max_age_secs)
+                .saturating_sub(now)
+                .max(1),
+        );
+        UpdateStep::Write {
+            value: IdentityRecord::Live(live).encode(),
+            ttl: Some(ttl),
+            report: Decided::Written.report(),
+        }
+    })
 }

@@ -57,12 +57,14 @@ bench_wait() {
     started_url="$url"
 }
 
-# bench_serve NAME CONFIG: starts `gatehouse serve` with CONFIG (TOML text) and sets
-# `started_url` and `started_pid`. Runs in this shell (not in `$(...)`), so the pid reaches
-# `pids`. Only warnings are logged: a line per request would measure the terminal.
+# bench_serve NAME CONFIG: starts `gatehouse serve` with CONFIG (TOML text) written to
+# $work/NAME/gatehouse.toml (so each server's default identity store, next to its config, is
+# its own) and sets `started_url` and `started_pid`. Runs in this shell (not in `$(...)`), so
+# the pid reaches `pids`. Only warnings are logged: a line per request would measure the terminal.
 bench_serve() {
-    printf '%s\n' "$2" >"$work/$1.toml"
-    GATEHOUSE_LOG=warn "$target/gatehouse" serve --config "$work/$1.toml" >"$work/$1.out" 2>"$work/$1.err" &
+    mkdir -p "$work/$1"
+    printf '%s\n' "$2" >"$work/$1/gatehouse.toml"
+    GATEHOUSE_LOG=warn "$target/gatehouse" serve --config "$work/$1/gatehouse.toml" >"$work/$1.out" 2>"$work/$1.err" &
     started_pid="$!"
     pids+=("$started_pid")
     bench_wait "$1" 'gatehouse listening on'

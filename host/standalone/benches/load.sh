@@ -34,20 +34,22 @@ config() {
 
 bench_serve bare "$(config FR '')"
 bare="$started_url"
-bench_serve gated "$(config FR "$bench_providers")"
+bench_serve gated "$(config FR "$bench_providers
+[store]
+enabled = false")"
 gated="$started_url"
 bench_serve full "$(config US "$bench_providers
 [store]
 enabled = false")"
 full="$started_url"
-# The store file is created next to the config, in the scratch dir.
+# The store file is created next to the config, in the server's own scratch dir.
 bench_serve stored "$(config US "$bench_providers")"
 stored="$started_url"
 bench_expect_cookie "$bare" no
 bench_expect_cookie "$gated" no
 bench_expect_cookie "$full" yes
 bench_expect_cookie "$stored" yes
-[ -f "$work/gatehouse-store.redb" ] || bench_fail "\`stored\` has no store file"
+[ -f "$work/stored/gatehouse-store.redb" ] || bench_fail "\`stored\` has no store file"
 
 echo "wrk: 1 thread, $connections connections, ${duration}s per configuration; $(nproc) cores shared with the server; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %12s %8s %10s %10s\n' config 'requests/s' 'vs bare' 'p50' 'p99'

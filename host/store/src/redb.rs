@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    Generation, IdentityStore, StoreError, Versioned, Write, WriteMode,
+    Generation, IdentityStore, StoreError, Update, UpdateStep, Updated, Versioned, Write, WriteMode,
 };
 use redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
@@ -81,7 +81,7 @@ struct Writer {
 /// One caller's writes and where their results go.
 struct Job {
     ops: Vec<Op>,
-    reply: mpsc::SyncSender<Vec<Result<Generation, StoreError>>>,
+    reply: mpsc::SyncSender<Vec<Result<Updated, StoreError>>>,
 }
 
 /// One write.
@@ -95,6 +95,7 @@ enum Op {
     Delete {
         key: String,
     },
+    Update(Update),
 }
 
 impl Drop for RedbStore {
@@ -185,7 +186,7 @@ impl RedbStore {
     }
 
     /// Queues `ops` for the writer and waits for the commit that holds them.
-    fn submit(&self, ops: Vec<Op>) -> Vec<Result<Generation, StoreError>> {
+    fn submit(&self, ops: Vec<Op>) -> Vec<Result<Updated, StoreError>> {
         let count = ops.len();
         let (reply, answer) = mpsc::sync_channel(1);
         let sent = self
@@ -271,6 +272,7 @@ impl IdentityStore for RedbStore {
         }])
         .pop()
         .unwrap_or_else(|| Err(writer_gone()))
+        .map(|done| done.written.unwrap_or(Generation::new(0)))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -297,7 +299,37 @@ impl IdentityStore for RedbStore {
                 })
                 .collect(),
         )
+        .into_iter()
+        .map(|r| r.map(|done| done.written.unwrap_or(Generation::new(0))))
+        .collect()
     }
+
+    /// Each step runs inside the writer's transaction, on the entry as the transaction sees
+    /// it, so no update loses a race and the whole batch costs one commit.
+    fn update_many(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
+        if updates.is_empty() {
+            return Vec::new();
+        }
+        self.submit(updates.into_iter().map(Op::Update).collect())
+    }
+}
+
+/// Writes one entry: generation, expiry (0 = never), the value.
+fn put(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    value: &[u8],
+    ttl: Option<Duration>,
+    generation: u64,
+    now: u64,
+) -> Result<(), redb::Error> {
+    let expires_at = ttl.map_or(0, |t| now.saturating_add(ttl_millis(t)));
+    let mut bytes = Vec::with_capacity(HEADER + value.len());
+    bytes.extend_from_slice(&generation.to_le_bytes());
+    bytes.extend_from_slice(&expires_at.to_le_bytes());
+    bytes.extend_from_slice(value);
+    table.insert(key, bytes.as_slice())?;
+    Ok(())
 }
 
 /// The writer lost (it panicked): every write fails closed.
@@ -319,7 +351,7 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>) {
             writes += job.ops.len();
             group.push(job);
         }
-        let results = match commit_group(db, &group) {
+        let results = match commit_group(db, &mut group) {
             Ok(results) => results,
             // Nothing of the group was written: every write in it fails.
             Err(error) => {
@@ -352,8 +384,8 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Job>) {
 /// failed, in which case nothing was written.
 fn commit_group(
     db: &Database,
-    group: &[Job],
-) -> Result<Vec<Vec<Result<Generation, StoreError>>>, redb::Error> {
+    group: &mut [Job],
+) -> Result<Vec<Vec<Result<Updated, StoreError>>>, redb::Error> {
     let now = now_millis();
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
@@ -363,13 +395,16 @@ fn commit_group(
         let mut meta = txn.open_table(META)?;
         let first_generation = meta.get(NEXT_GENERATION)?.map_or(1, |g| g.value());
         let mut next_generation = first_generation;
-        for job in group {
+        for job in group.iter_mut() {
             let mut job_results = Vec::with_capacity(job.ops.len());
-            for op in &job.ops {
+            for op in &mut job.ops {
                 let result = match op {
                     Op::Delete { key } => {
                         table.remove(key.as_str())?;
-                        Ok(Generation::new(0))
+                        Ok(Updated {
+                            report: 0,
+                            written: None,
+                        })
                     }
                     Op::Insert {
                         key,
@@ -382,7 +417,7 @@ fn commit_group(
                             Some(guard) => Entry::parse(guard.value())
                                 .map(|entry| entry.is_live(now).then_some(entry.generation)),
                         };
-                        match (mode, current) {
+                        match (*mode, current) {
                             (_, Err(malformed)) => Err(malformed),
                             (WriteMode::AddOnly, Ok(Some(_))) => Err(StoreError::AlreadyExists),
                             (WriteMode::IfGeneration(expected), Ok(found))
@@ -393,15 +428,41 @@ fn commit_group(
                             _ => {
                                 let generation = next_generation;
                                 next_generation += 1;
-                                let expires_at =
-                                    ttl.map_or(0, |t| now.saturating_add(ttl_millis(t)));
-                                let mut bytes = Vec::with_capacity(HEADER + value.len());
-                                bytes.extend_from_slice(&generation.to_le_bytes());
-                                bytes.extend_from_slice(&expires_at.to_le_bytes());
-                                bytes.extend_from_slice(value);
-                                table.insert(key.as_str(), bytes.as_slice())?;
-                                Ok(Generation::new(generation))
+                                put(&mut table, key, value, *ttl, generation, now)?;
+                                Ok(Updated {
+                                    report: 0,
+                                    written: Some(Generation::new(generation)),
+                                })
                             }
+                        }
+                    }
+                    Op::Update(update) => {
+                        let current = match table.get(update.key.as_str())? {
+                            None => Ok(None),
+                            Some(guard) => Entry::parse(guard.value()).map(|entry| {
+                                entry.is_live(now).then(|| Versioned {
+                                    value: entry.value.to_vec(),
+                                    generation: Generation::new(entry.generation),
+                                })
+                            }),
+                        };
+                        match current {
+                            Err(malformed) => Err(malformed),
+                            Ok(current) => match (update.step)(current.as_ref()) {
+                                UpdateStep::Leave { report } => Ok(Updated {
+                                    report,
+                                    written: None,
+                                }),
+                                UpdateStep::Write { value, ttl, report } => {
+                                    let generation = next_generation;
+                                    next_generation += 1;
+                                    put(&mut table, &update.key, &value, ttl, generation, now)?;
+                                    Ok(Updated {
+                                        report,
+                                        written: Some(Generation::new(generation)),
+                                    })
+                                }
+                            },
                         }
                     }
                 };

@@ -5,7 +5,8 @@ use std::sync::Barrier;
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    CasStep, IdentityStore, RetryPolicy, StoreError, Write, WriteMode, compare_and_swap,
+    CasStep, IdentityStore, RetryPolicy, StoreError, Update, UpdateStep, Write, WriteMode,
+    compare_and_swap,
 };
 use gatehouse_store::JitteredBackoff;
 
@@ -313,6 +314,107 @@ pub fn concurrent_insert_many_loses_no_write(store: &dyn IdentityStore) {
     }
 }
 
+/// An update appending `mark` to the key's value (creating it when absent), reporting the
+/// length it read.
+pub fn append(key: &str, mark: &'static str) -> Update {
+    Update {
+        key: key.to_owned(),
+        step: Box::new(move |current| {
+            let mut value = current.map(|v| v.value.clone()).unwrap_or_default();
+            let report = u32::try_from(value.len()).unwrap_or(u32::MAX);
+            value.extend_from_slice(mark.as_bytes());
+            UpdateStep::Write {
+                value,
+                ttl: None,
+                report,
+            }
+        }),
+    }
+}
+
+pub fn update_many_reads_decides_and_writes_in_order(store: &dyn IdentityStore) {
+    store
+        .insert("ec:u1", b"a", WriteMode::AddOnly, None)
+        .expect("created");
+    let leave = Update {
+        key: "ec:u1".to_owned(),
+        step: Box::new(|current| UpdateStep::Leave {
+            report: u32::from(current.is_some()) + 40,
+        }),
+    };
+    let results = store.update_many(vec![
+        append("ec:u1", "b"),
+        // Sees the first update's write.
+        append("ec:u1", "c"),
+        append("ec:u2", "x"),
+        leave,
+    ]);
+    let done: Vec<_> = results.into_iter().map(|r| r.expect("applied")).collect();
+    assert_eq!(
+        done.iter().map(|d| d.report).collect::<Vec<_>>(),
+        vec![1, 2, 0, 41]
+    );
+    assert!(done[..3].iter().all(|d| d.written.is_some()));
+    assert_eq!(done[3].written, None);
+    let read = store.get("ec:u1").expect("get").expect("present");
+    assert_eq!(read.value, b"abc");
+    assert_eq!(Some(read.generation), done[1].written);
+    assert_eq!(
+        store.get("ec:u2").expect("get").expect("created").value,
+        b"x"
+    );
+    assert!(store.update_many(Vec::new()).is_empty());
+}
+
+pub fn concurrent_update_many_loses_no_update(store: &dyn IdentityStore) {
+    // Four writers append their mark to the same ten keys, five times each; a lost race (the
+    // default implementation's conditional write) is retried. Every key ends with all 20 marks.
+    const MARKS: [&str; 4] = ["A", "B", "C", "D"];
+    let barrier = Barrier::new(MARKS.len());
+    std::thread::scope(|s| {
+        for mark in MARKS {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                for _ in 0..5 {
+                    let mut pending: Vec<String> = (0..10).map(|i| format!("ec:c{i}")).collect();
+                    for _ in 0..200 {
+                        if pending.is_empty() {
+                            break;
+                        }
+                        let results =
+                            store.update_many(pending.iter().map(|k| append(k, mark)).collect());
+                        let mut retry = Vec::new();
+                        for (key, result) in pending.into_iter().zip(results) {
+                            match result {
+                                Ok(_) => {}
+                                Err(e) if e.is_conflict() => retry.push(key),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        pending = retry;
+                    }
+                    assert!(pending.is_empty(), "kept losing races");
+                }
+            });
+        }
+    });
+    for i in 0..10 {
+        let value = store
+            .get(&format!("ec:c{i}"))
+            .expect("get")
+            .expect("written")
+            .value;
+        assert_eq!(value.len(), 20);
+        for mark in MARKS {
+            assert_eq!(
+                value.iter().filter(|b| **b == mark.as_bytes()[0]).count(),
+                5
+            );
+        }
+    }
+}
+
 /// One `#[test]` per contract case for a backend; `$make` builds a fresh store and anything
 /// that must outlive it (a temp dir, a server), as `(store, guard)`.
 #[macro_export]
@@ -333,6 +435,8 @@ macro_rules! contract_suite {
             concurrent_compare_and_swap_loses_no_update,
             insert_many_applies_in_order_and_answers_each_write,
             concurrent_insert_many_loses_no_write,
+            update_many_reads_decides_and_writes_in_order,
+            concurrent_update_many_loses_no_update,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {

@@ -128,3 +128,33 @@ fn concurrent_writers_share_commits_and_every_acknowledged_write_survives_a_reop
         }
     }
 }
+
+#[test]
+fn update_many_runs_its_steps_inside_the_transaction_so_no_update_loses_a_race() {
+    // On redb the steps run in the writer's transaction: concurrent batches over the same keys
+    // never see a conflict.
+    let (store, _dir) = fresh();
+    std::thread::scope(|s| {
+        for mark in ["A", "B", "C", "D"] {
+            let store = &store;
+            s.spawn(move || {
+                for _ in 0..10 {
+                    let updates = (0..50)
+                        .map(|i| crate::contract::append(&format!("ec:k{i}"), mark))
+                        .collect();
+                    for result in store.update_many(updates) {
+                        result.expect("no conflict on redb");
+                    }
+                }
+            });
+        }
+    });
+    for i in 0..50 {
+        let value = store
+            .get(&format!("ec:k{i}"))
+            .expect("get")
+            .expect("written")
+            .value;
+        assert_eq!(value.len(), 40);
+    }
+}
