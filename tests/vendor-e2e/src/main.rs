@@ -82,7 +82,9 @@ fn parse_args() -> Result<Args> {
             "`{flag}`: `{}` is not a file",
             path.display()
         );
-        Ok(path)
+        // The configs the check writes live in a scratch directory, where a relative path
+        // would resolve elsewhere.
+        std::fs::canonicalize(&path).with_context(|| format!("`{flag}`: `{}`", path.display()))
     };
     Ok(Args {
         gatehouse: need(gatehouse, "--gatehouse")?,
