@@ -8,7 +8,11 @@
 #   hyper    examples/bare_hyper.rs: the same hyper server stack answering the demo page, nothing else
 #   none     Gatehouse without providers: client IP, consent, permission resolution, proxying
 #   nocache  + geo, device and Edge Cookie providers, a fresh instance per call, answer cache off
-#   full     + the pure providers' answer cache (`[runtime.answer_cache]`, the default)
+#   isolated + the pure providers' answer cache, every pipeline handed to a blocking thread
+#            (`runtime.inline_budget_ms = 0`)
+#   full     the defaults: the answer cache, and pipelines whose providers' CPU budgets add up to
+#            at most `runtime.inline_budget_ms` (15 ms; the three bundled ones: 15 ms) run on the
+#            async worker
 #   stored   `full` with the default embedded identity store (redb: a returning visitor's record
 #            is read, a new one written durably)
 #
@@ -44,6 +48,12 @@ enabled = false
 [store]
 enabled = false")"
 nocache="$started_url"
+bench_serve isolated "$(config "$bench_providers
+[store]
+enabled = false")
+[runtime]
+inline_budget_ms = 0"
+isolated="$started_url"
 bench_serve full "$(config "$bench_providers
 [store]
 enabled = false")"
@@ -65,7 +75,7 @@ measure() { bench_wrk "$1" -c"$connections" -d"${duration}s" -s "$work/traffic.l
 measure "$hyper"
 hyper_rps="$rps"
 printf '%-8s %12.0f %9s %10s %10s\n' hyper "$hyper_rps" 1.00 "$p50" "$p99"
-for name in none nocache full stored; do
+for name in none nocache isolated full stored; do
     measure "${!name}"
     printf '%-8s %12.0f %9.2f %10s %10s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$hyper_rps" 'BEGIN {print a / b}')" "$p50" "$p99"
 done

@@ -164,6 +164,7 @@ pub fn runtime_limits(config: &Config) -> runtime::Limits {
         call_cpu: Duration::from_millis(config.runtime.call_cpu_ms),
         call_timeout: Duration::from_millis(config.runtime.call_timeout_ms),
         max_concurrent_pipelines: config.runtime.max_concurrent_pipelines,
+        inline_budget: Duration::from_millis(config.runtime.inline_budget_ms),
         answer_cache: runtime::AnswerCacheLimits {
             enabled: config.runtime.answer_cache.enabled,
             max_entries: usize::try_from(config.runtime.answer_cache.max_entries)

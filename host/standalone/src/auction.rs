@@ -294,7 +294,7 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
             outcome.response.clone(),
         ))
     };
-    let decided = if app.runtime.has_providers() {
+    let decided = if app.runtime.has_providers() && !app.runtime.runs_inline() {
         app.runtime.run_blocking(decide).await
     } else {
         decide()

@@ -351,6 +351,13 @@ pub struct RuntimeConfig {
     /// once, each on a thread taken off the async workers; more wait for a slot.
     #[serde(default = "default_max_concurrent_pipelines")]
     pub max_concurrent_pipelines: u32,
+    /// `inline_budget_ms`: a page pipeline whose providers' CPU budgets add up to at most this
+    /// runs on the async worker that holds the request, without the hand-off to a blocking
+    /// thread (every call is cut off at its CPU budget, so a misbehaving provider holds that
+    /// worker at most this long). Larger budgets, and any identity-store work, run off the
+    /// workers. `0`: always off the workers.
+    #[serde(default = "default_inline_budget")]
+    pub inline_budget_ms: u64,
     /// `[runtime.answer_cache]`: answers of pure providers, reused for identical inputs.
     #[serde(default)]
     pub answer_cache: AnswerCacheConfig,
@@ -390,6 +397,7 @@ impl Default for RuntimeConfig {
             call_cpu_ms: default_call_cpu(),
             call_timeout_ms: default_call_timeout(),
             max_concurrent_pipelines: default_max_concurrent_pipelines(),
+            inline_budget_ms: default_inline_budget(),
             answer_cache: AnswerCacheConfig::default(),
             memory_limit_mib: default_memory_limit(),
             max_instances: default_max_instances(),
@@ -455,6 +463,9 @@ fn default_call_timeout() -> u64 {
 }
 fn default_max_concurrent_pipelines() -> u32 {
     64
+}
+fn default_inline_budget() -> u64 {
+    15
 }
 fn default_memory_limit() -> u64 {
     128
@@ -864,6 +875,13 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
+        }
+        if r.inline_budget_ms > 100 {
+            return Err(ConfigError::invalid(
+                "runtime.inline_budget_ms",
+                "must be at most 100: longer would let one request's providers hold an async \
+                 worker (and every connection queued on it) that long",
+            ));
         }
         Ok(())
     }

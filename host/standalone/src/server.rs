@@ -352,9 +352,11 @@ async fn decide(
         client_ip,
         fingerprints: &app.fingerprint_headers,
     });
-    // Provider calls and store calls never run on an async worker: a slow provider or store
-    // must not stall unrelated connections.
-    let outcome = if page && (app.runtime.has_providers() || app.identity.is_some()) {
+    // Store calls, and provider calls whose budgets could hold a worker long, never run on an
+    // async worker: a slow provider or store must not stall unrelated connections.
+    let offload =
+        app.identity.is_some() || (app.runtime.has_providers() && !app.runtime.runs_inline());
+    let outcome = if page && offload {
         app.runtime.run_blocking(|| run(app, &head)).await
     } else {
         run(app, &head)

@@ -122,6 +122,9 @@ pub struct Limits {
     pub cache_dir: Option<std::path::PathBuf>,
     /// `max_concurrent_pipelines`: pipeline runs off the async workers at once.
     pub max_concurrent_pipelines: u32,
+    /// `inline_budget_ms`: the largest sum of the providers' CPU budgets whose pipeline runs on
+    /// the async worker ([`ProviderRuntime::runs_inline`]).
+    pub inline_budget: Duration,
     /// `[runtime.answer_cache]`: pure providers' answers.
     pub answer_cache: AnswerCacheLimits,
     /// Whether this host supplies the `ja4` read (`server.fingerprint_headers.ja4` is set).
@@ -145,6 +148,7 @@ impl Default for Limits {
             forbidden_headers: Vec::new(),
             cache_dir: None,
             max_concurrent_pipelines: 64,
+            inline_budget: Duration::from_millis(15),
             answer_cache: AnswerCacheLimits::default(),
             supplies_ja4: false,
             supplies_http2_fingerprint: false,
@@ -737,6 +741,20 @@ impl ProviderRuntime {
     #[must_use]
     pub fn has_providers(&self) -> bool {
         self.geo.is_some() || self.device.is_some() || self.ec.is_some()
+    }
+
+    /// Whether a pipeline calling every loaded provider may run on the async worker holding
+    /// the request: the providers' CPU budgets add up to at most `runtime.inline_budget_ms`
+    /// (each call is cut off at its budget, so that bounds how long a worker can be held).
+    #[must_use]
+    pub fn runs_inline(&self) -> bool {
+        let budgets = [
+            self.geo.as_ref().map(|l| l.cpu_budget),
+            self.device.as_ref().map(|l| l.cpu_budget),
+            self.ec.as_ref().map(|l| l.cpu_budget),
+        ];
+        let total: Duration = budgets.into_iter().flatten().sum();
+        !self.sandbox.limits.inline_budget.is_zero() && total <= self.sandbox.limits.inline_budget
     }
 
     /// Runs `f`, synchronous work that may take long (a page pipeline run with its provider

@@ -148,3 +148,14 @@ fn config_syntax_error_does_not_echo_the_secret() {
         "the secret must not be printed: {err}"
     );
 }
+
+#[test]
+fn inline_budget_over_100_ms_fails_naming_the_key() {
+    let cfg = config(&origin_url(), "US", &hmac_ec())
+        .replace("[runtime]", "[runtime]\ninline_budget_ms = 101");
+    let err = startup_error("inline-budget", &cfg);
+    assert!(
+        err.contains("runtime.inline_budget_ms") && err.contains("at most 100"),
+        "{err}"
+    );
+}
