@@ -21,7 +21,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gatehouse_core::identity::{Generation, IdentityStore, StoreError, Versioned, WriteMode};
+use gatehouse_core::identity::{
+    Generation, IdentityStore, StoreError, Update, UpdateStep, Updated, Versioned, WriteMode,
+};
 use redis::{Client, Connection, RedisError, Script};
 
 use crate::ttl_millis;
@@ -102,6 +104,66 @@ fn unavailable(error: RedisError) -> StoreError {
     }
 }
 
+/// The same failure for each of several operations (a failed pipeline fails all of them).
+fn unavailable_each(error: &RedisError) -> StoreError {
+    StoreError::Unavailable {
+        store: NAME,
+        source: error.to_string().into(),
+    }
+}
+
+/// `HMGET key g v`: the generation and the value, each absent when the entry is.
+type RawEntry = (Option<String>, Option<Vec<u8>>);
+
+/// An entry from `HMGET key g v`.
+fn versioned(
+    generation: Option<String>,
+    value: Option<Vec<u8>>,
+) -> Result<Option<Versioned>, StoreError> {
+    match (generation, value) {
+        (None, None) => Ok(None),
+        (Some(generation), Some(value)) => {
+            let generation = generation.parse().map_err(|_| StoreError::Malformed {
+                store: NAME,
+                reason: "entry generation is not an integer".to_owned(),
+            })?;
+            Ok(Some(Versioned {
+                value,
+                generation: Generation::new(generation),
+            }))
+        }
+        _ => Err(StoreError::Malformed {
+            store: NAME,
+            reason: "entry lacks its generation or its value".to_owned(),
+        }),
+    }
+}
+
+/// The write script's mode and expected-generation arguments.
+fn mode_args(mode: WriteMode) -> (&'static str, String) {
+    match mode {
+        WriteMode::AddOnly => ("add", String::new()),
+        WriteMode::Overwrite => ("put", String::new()),
+        WriteMode::IfGeneration(g) => ("cas", g.get().to_string()),
+    }
+}
+
+/// The write script's answer: the new generation, or why the mode refused.
+fn written(answer: i64) -> Result<Generation, StoreError> {
+    match answer {
+        -1 => Err(StoreError::AlreadyExists),
+        -2 => Err(StoreError::GenerationMismatch),
+        generation => {
+            u64::try_from(generation)
+                .map(Generation::new)
+                .map_err(|_| StoreError::Malformed {
+                    store: NAME,
+                    reason: format!("write script answered `{generation}`"),
+                })
+        }
+    }
+}
+
 impl ValkeyStore {
     /// Connects to `url` and checks the server answers.
     ///
@@ -161,26 +223,10 @@ impl ValkeyStore {
 impl IdentityStore for ValkeyStore {
     fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let entry = self.entry_key(key);
-        let (generation, value): (Option<String>, Option<Vec<u8>>) = self
+        let (generation, value): RawEntry = self
             .with_connection(|con| redis::cmd("HMGET").arg(&entry).arg("g").arg("v").query(con))
             .map_err(unavailable)?;
-        match (generation, value) {
-            (None, None) => Ok(None),
-            (Some(generation), Some(value)) => {
-                let generation = generation.parse().map_err(|_| StoreError::Malformed {
-                    store: NAME,
-                    reason: "entry generation is not an integer".to_owned(),
-                })?;
-                Ok(Some(Versioned {
-                    value,
-                    generation: Generation::new(generation),
-                }))
-            }
-            _ => Err(StoreError::Malformed {
-                store: NAME,
-                reason: "entry lacks its generation or its value".to_owned(),
-            }),
-        }
+        versioned(generation, value)
     }
 
     fn insert(
@@ -191,11 +237,7 @@ impl IdentityStore for ValkeyStore {
         ttl: Option<Duration>,
     ) -> Result<Generation, StoreError> {
         let entry = self.entry_key(key);
-        let (mode_arg, expected) = match mode {
-            WriteMode::AddOnly => ("add", String::new()),
-            WriteMode::Overwrite => ("put", String::new()),
-            WriteMode::IfGeneration(g) => ("cas", g.get().to_string()),
-        };
+        let (mode_arg, expected) = mode_args(mode);
         let ttl = ttl.map_or(0, ttl_millis);
         let answer: i64 = self
             .with_connection(|con| {
@@ -209,18 +251,7 @@ impl IdentityStore for ValkeyStore {
                     .invoke(con)
             })
             .map_err(unavailable)?;
-        match answer {
-            -1 => Err(StoreError::AlreadyExists),
-            -2 => Err(StoreError::GenerationMismatch),
-            generation => {
-                u64::try_from(generation)
-                    .map(Generation::new)
-                    .map_err(|_| StoreError::Malformed {
-                        store: NAME,
-                        reason: format!("write script answered `{generation}`"),
-                    })
-            }
-        }
+        written(answer)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -228,5 +259,148 @@ impl IdentityStore for ValkeyStore {
         self.with_connection(|con| redis::cmd("DEL").arg(&entry).query::<i64>(con))
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Two round trips per distinct key set: one pipeline reads every entry, the steps decide,
+    /// one pipeline runs the conditional writes (the write script, loaded first on the same
+    /// connection). A key that appears again in the call is updated after the earlier ones
+    /// landed (a next pair of round trips), so it sees them. Each write is atomic on the server;
+    /// one that lost a race to another writer is [`StoreError::GenerationMismatch`] or
+    /// [`StoreError::AlreadyExists`], as with `insert`.
+    fn update_many(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
+        let mut seen = std::collections::HashSet::new();
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        for (i, update) in updates.into_iter().enumerate() {
+            if seen.insert(update.key.clone()) {
+                first.push((i, update));
+            } else {
+                again.push((i, update));
+            }
+        }
+        let (first_at, first): (Vec<usize>, Vec<Update>) = first.into_iter().unzip();
+        let mut results: Vec<(usize, Result<Updated, StoreError>)> = first_at
+            .into_iter()
+            .zip(self.update_distinct(first))
+            .collect();
+        if !again.is_empty() {
+            let (again_at, again): (Vec<usize>, Vec<Update>) = again.into_iter().unzip();
+            results.extend(again_at.into_iter().zip(self.update_many(again)));
+        }
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+impl ValkeyStore {
+    /// [`IdentityStore::update_many`] for updates of distinct keys: two pipelined round trips.
+    fn update_distinct(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
+        if updates.is_empty() {
+            return Vec::new();
+        }
+        let entries: Vec<String> = updates.iter().map(|u| self.entry_key(&u.key)).collect();
+        let read: Result<Vec<RawEntry>, RedisError> = self.with_connection(|con| {
+            let mut pipe = redis::pipe();
+            for entry in &entries {
+                pipe.cmd("HMGET").arg(entry).arg("g").arg("v");
+            }
+            pipe.query(con)
+        });
+        let read = match read {
+            Ok(read) if read.len() == updates.len() => read,
+            Ok(_) => {
+                let error = RedisError::from((redis::ErrorKind::Io, "short pipeline answer"));
+                return updates
+                    .iter()
+                    .map(|_| Err(unavailable_each(&error)))
+                    .collect();
+            }
+            Err(error) => {
+                return updates
+                    .iter()
+                    .map(|_| Err(unavailable_each(&error)))
+                    .collect();
+            }
+        };
+        let mut results: Vec<Option<Result<Updated, StoreError>>> =
+            (0..updates.len()).map(|_| None).collect();
+        // (index, mode, expected generation, value, ttl in ms, report)
+        let mut writes = Vec::new();
+        for (i, (mut update, (generation, value))) in updates.into_iter().zip(read).enumerate() {
+            let current = match versioned(generation, value) {
+                Ok(current) => current,
+                Err(error) => {
+                    results[i] = Some(Err(error));
+                    continue;
+                }
+            };
+            match (update.step)(current.as_ref()) {
+                UpdateStep::Leave { report } => {
+                    results[i] = Some(Ok(Updated {
+                        report,
+                        written: None,
+                    }));
+                }
+                UpdateStep::Write { value, ttl, report } => {
+                    let mode = current.as_ref().map_or(WriteMode::AddOnly, |v| {
+                        WriteMode::IfGeneration(v.generation)
+                    });
+                    let (mode, expected) = mode_args(mode);
+                    writes.push((i, mode, expected, value, ttl.map_or(0, ttl_millis), report));
+                }
+            }
+        }
+        if !writes.is_empty() {
+            let answers: Result<Vec<i64>, RedisError> = self.with_connection(|con| {
+                let hash: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(WRITE_SCRIPT)
+                    .query(con)?;
+                let mut pipe = redis::pipe();
+                for (i, mode, expected, value, ttl, _) in &writes {
+                    pipe.cmd("EVALSHA")
+                        .arg(&hash)
+                        .arg(2)
+                        .arg(&entries[*i])
+                        .arg(&self.counter_key)
+                        .arg(*mode)
+                        .arg(expected)
+                        .arg(value)
+                        .arg(*ttl);
+                }
+                pipe.query(con)
+            });
+            match answers {
+                Ok(answers) if answers.len() == writes.len() => {
+                    for ((i, .., report), answer) in writes.into_iter().zip(answers) {
+                        results[i] = Some(written(answer).map(|g| Updated {
+                            report,
+                            written: Some(g),
+                        }));
+                    }
+                }
+                Ok(_) => {
+                    let error = RedisError::from((redis::ErrorKind::Io, "short pipeline answer"));
+                    for (i, ..) in writes {
+                        results[i] = Some(Err(unavailable_each(&error)));
+                    }
+                }
+                Err(error) => {
+                    for (i, ..) in writes {
+                        results[i] = Some(Err(unavailable_each(&error)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Unavailable {
+                        store: NAME,
+                        source: "no answer for the update".into(),
+                    })
+                })
+            })
+            .collect()
     }
 }
