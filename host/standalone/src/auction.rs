@@ -267,8 +267,9 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         .get(header::USER_AGENT)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
     // The same decision a page load gets: geo, policy, consent (expiry, GPC, conflicts), device,
-    // Edge Cookie. Provider calls are synchronous and bounded, and run off the async workers
-    // (`run_blocking`), as on the page path: a slow provider must not stall other connections.
+    // Edge Cookie. Provider calls are synchronous and bounded; as on the page path they run off
+    // the async workers (`run_blocking`) unless their CPU budgets add up to at most
+    // `runtime.inline_budget_ms`, so a slow provider cannot stall other connections.
     let decide = || {
         let view = HyperRequestView {
             head: &head,

@@ -6,7 +6,9 @@
 //!
 //! Provider calls are synchronous and bounded by a per-call CPU budget, but a slow provider must
 //! not stall unrelated connections: a page request's pipeline runs through
-//! [`ProviderRuntime::run_blocking`], off the async workers; requests that call no provider run
+//! [`ProviderRuntime::run_blocking`], off the async workers, when it does store work or when its
+//! providers' CPU budgets add up to more than `runtime.inline_budget_ms`
+//! ([`ProviderRuntime::runs_inline`]); otherwise, and for requests that call no provider, it runs
 //! inline.
 
 use std::net::SocketAddr;
