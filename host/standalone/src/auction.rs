@@ -230,7 +230,7 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+    if !crate::body::is_json(req.headers()) {
         return Problem::UnsupportedMediaType
             .response(Some("the auction request body must be `application/json`"));
     }
@@ -349,14 +349,6 @@ fn too_large() -> Response<Body> {
     Problem::PayloadTooLarge.response(Some(&format!(
         "the auction request body is over {MAX_INPUT_BYTES} bytes"
     )))
-}
-
-/// Whether the `Content-Type` is `application/json` (parameters such as `charset` allowed).
-fn is_json(value: Option<&HeaderValue>) -> bool {
-    value
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Every `Cookie` line joined with `; ` (HTTP/2 may split the header), or `None`.

@@ -114,7 +114,7 @@ impl BatchSync {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             return response;
         }
-        if !is_json(req.headers()) {
+        if !crate::body::is_json(req.headers()) {
             return Problem::UnsupportedMediaType
                 .response(Some("send the batch as `Content-Type: application/json`"));
         }
@@ -226,15 +226,6 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     }
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
-}
-
-/// `application/json`, with parameters (`; charset=utf-8`) allowed, in any case.
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn log_result(partner: &Partner, count: usize, result: &BatchResult) {

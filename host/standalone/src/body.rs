@@ -18,6 +18,17 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// Whether a request's `Content-Type` is `application/json`, in any case, parameters such as
+/// `charset` allowed: what every JSON route under `/_ts/api/` accepts (else 415).
+#[must_use]
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Why the client's body could not be forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFault {

@@ -186,7 +186,7 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    if !is_json(req.headers()) {
+    if !crate::body::is_json(req.headers()) {
         return Problem::UnsupportedMediaType.response(Some(
             "send `{\"value\": ...}` as `Content-Type: application/json`",
         ));
@@ -309,13 +309,4 @@ fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into())
         .map_err(|never| match never {})
         .boxed()
-}
-
-/// `application/json`, with parameters (`; charset=utf-8`) allowed, in any case.
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
