@@ -21,6 +21,7 @@
 //! the others, or log a consent string, a cookie or an identifier (only bidder names and error
 //! labels are logged).
 
+use crate::body::CappedBodyError;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ use gatehouse_core::auction::{
 };
 use gatehouse_core::openrtb::MAX_RESPONSE_BYTES;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -234,19 +235,11 @@ pub async fn handle(app: &App, peer: SocketAddr, req: Request<Incoming>) -> Resp
         return Problem::UnsupportedMediaType
             .response(Some("the auction request body must be `application/json`"));
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_INPUT_BYTES as u64) {
-        return too_large();
-    }
     let (head, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_INPUT_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
+    let bytes = match crate::body::read_capped(&head.headers, body, MAX_INPUT_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(CappedBodyError::TooLarge) => return too_large(),
+        Err(CappedBodyError::Unreadable(e)) => {
             tracing::debug!("auction request body could not be read: {e}");
             return Problem::BadRequest.response(Some("the request body could not be read"));
         }

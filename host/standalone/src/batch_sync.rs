@@ -17,6 +17,7 @@
 //! Logs name the partner id, the counts and the reasons; never the key, an Edge Cookie or a
 //! partner uid.
 
+use crate::body::CappedBodyError;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,7 +30,7 @@ use gatehouse_core::sync::{
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 
 use crate::identity::IdentityService;
 use crate::problem::Problem;
@@ -122,22 +123,11 @@ impl BatchSync {
             Problem::PayloadTooLarge
                 .response(Some(&format!("a batch is at most {MAX_BODY_BYTES} bytes")))
         };
-        if let Some(length) = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && length > MAX_BODY_BYTES as u64
-        {
-            return too_large();
-        }
-        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Err(e) => {
+        let (head, body) = req.into_parts();
+        let body = match crate::body::read_capped(&head.headers, body, MAX_BODY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(CappedBodyError::TooLarge) => return too_large(),
+            Err(CappedBodyError::Unreadable(e)) => {
                 tracing::debug!(partner = %partner.id, "batch sync body unreadable: {e}");
                 return Problem::BadRequest.response(Some("the request body could not be read"));
             }

@@ -29,6 +29,45 @@ pub fn is_json(headers: &http::HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Why [`read_capped`] returned no body.
+#[derive(Debug)]
+pub enum CappedBodyError {
+    /// Over the cap: declared by `Content-Length`, or found while reading (413).
+    TooLarge,
+    /// The client's framing was malformed or the client went away (400); the reason, for a
+    /// debug log.
+    Unreadable(String),
+}
+
+/// Reads a whole request body of at most `max` bytes: refused from `Content-Length` before a byte
+/// is read, else cut off as soon as it passes `max`. What the JSON routes under `/_ts/api/` use.
+///
+/// # Errors
+/// [`CappedBodyError`].
+pub async fn read_capped<B>(
+    headers: &http::HeaderMap,
+    body: B,
+    max: usize,
+) -> Result<Bytes, CappedBodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(CappedBodyError::TooLarge);
+    }
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CappedBodyError::TooLarge),
+        Err(e) => Err(CappedBodyError::Unreadable(e.to_string())),
+    }
+}
+
 /// Why the client's body could not be forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFault {

@@ -23,6 +23,7 @@
 //!
 //! It must never log the posted value or a cookie.
 
+use crate::body::CappedBodyError;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use gatehouse_core::identity::Identity;
 use gatehouse_core::pipeline::{EdgeCookieDecision, is_cookie_value};
 use gatehouse_store::JitteredBackoff;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
@@ -196,20 +197,11 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
             "the request body is at most {MAX_BODY_BYTES} bytes"
         )))
     };
-    if req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
-    {
-        return too_large();
-    }
     let (head, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
+    let bytes = match crate::body::read_capped(&head.headers, body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(CappedBodyError::TooLarge) => return too_large(),
+        Err(CappedBodyError::Unreadable(e)) => {
             tracing::debug!("ec resolve body could not be read: {e}");
             return Problem::BadRequest.response(Some("the request body could not be read"));
         }
