@@ -13,7 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use gatehouse_provider::edge_cookie::{EcError, EcOutput, EdgeCookieProvider};
-use gatehouse_provider::wasi::random::get_random_bytes;
+use gatehouse_provider::wasi::random::get_random_u64;
 use gatehouse_provider::{Evidence, IpAddress, Manifest, Read, Settings};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -105,7 +105,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 fn random_suffix() -> String {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(6);
-    let bytes = get_random_bytes(12);
+    // Two `get-random-u64` calls rather than one `get-random-bytes`: an import returning a list
+    // needs the canonical ABI's `realloc`, which makes the component instantiate two extra core
+    // instances (a shim and its fixup) on every call; a `u64` result needs none.
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&get_random_u64().to_le_bytes());
+    bytes[8..].copy_from_slice(&get_random_u64().to_le_bytes());
     // Rejection sampling over 248 = 4 * 62 keeps the alphabet uniform.
     for b in bytes {
         if b < 248 {

@@ -50,7 +50,7 @@ pub use answer_cache::{AnswerCacheLimits, AnswerCounts};
 pub use error::{LoadError, LoadErrorReason, pool_limit_key};
 pub use imports::{OFFERED, PROVIDER_INTERFACE_VERSION};
 use state::{CallBudget, CallState, MemoryLimiter};
-use world::{DeviceWorld, EdgeCookieWorld, GeoWorld, World};
+use world::{DeviceWorld, EdgeCookieWorld, GeoWorld, Template, World};
 
 /// The first-party providers compiled into this binary, per kind.
 pub const BUNDLED: &[(ProviderKind, &str, &[u8])] = &[
@@ -407,7 +407,7 @@ impl Sandbox {
         settings: &[bindings::types::Setting],
         provider: &str,
         key: &str,
-    ) -> Result<(W::Pre, Manifest), LoadError> {
+    ) -> Result<(Template<W>, Manifest), LoadError> {
         let fail = |reason| LoadError {
             provider: provider.to_owned(),
             key: key.to_owned(),
@@ -416,7 +416,7 @@ impl Sandbox {
         let pre = self
             .linker
             .instantiate_pre(component)
-            .and_then(W::pre)
+            .and_then(Template::<W>::new)
             .map_err(|e| {
                 pool_or(provider, key, &e, |message| LoadErrorReason::Link {
                     message,
@@ -424,11 +424,10 @@ impl Sandbox {
             })?;
         let mut store = self.new_store(DESCRIBE_BUDGET, DESCRIBE_BUDGET);
         let answer = outside_async(|| {
-            let result = match W::instantiate(&mut store, &pre) {
+            let result = match pre.instantiate(&mut store) {
                 Err(e) => Err(instantiate_failure(&store, &e)),
-                Ok(instance) => {
-                    W::describe(&mut store, &instance, settings).map_err(|e| classify(&store, &e))
-                }
+                Ok(instance) => Template::<W>::describe(&mut store, &instance, settings)
+                    .map_err(|e| classify(&store, &e)),
             };
             log_output(provider, store.data_mut());
             result
@@ -549,7 +548,7 @@ struct Loaded<W: World> {
     cpu_budget: Duration,
     /// Calls must run where wasmtime-wasi may block (see [`outside_async`]).
     needs_wasi_context: bool,
-    pre: W::Pre,
+    pre: Template<W>,
     /// Answers reused for identical inputs, when the component is pure and the cache enabled.
     answers: Option<AnswerCache<W::Output>>,
 }
@@ -814,10 +813,13 @@ impl ProviderRuntime {
             let mut store = self
                 .sandbox
                 .new_store(loaded.cpu_budget, self.sandbox.limits.call_timeout);
-            let result = match W::instantiate(&mut store, &loaded.pre) {
+            let result = match loaded.pre.instantiate(&mut store) {
                 Err(e) => Err(instantiate_failure(&store, &e)),
                 Ok(instance) => {
-                    match W::call(&mut store, &instance, &loaded.settings, &evidence, extra) {
+                    match loaded
+                        .pre
+                        .call(&mut store, &instance, &loaded.settings, &evidence, extra)
+                    {
                         Err(e) => Err(classify(&store, &e)),
                         Ok(Err(message)) => Err(ProviderFailure::Provider(message)),
                         Ok(Ok(value)) => Ok(value),

@@ -1,5 +1,11 @@
 //! One trait per provider world, so one generic loader and one generic call path serve all three
 //! kinds: the world's kind, its pre-instantiated template type, `describe`, and its call.
+//!
+//! A call instantiates the template ([`Template`]) as a plain component instance and calls the
+//! kind's export through an index resolved once at load. The generated bindings would resolve and
+//! type-check both exports on every instantiation (`GuestIndices::load`); that check is done once,
+//! at load, by building the generated wrapper for `describe` (and by [`Template::new`]), so the
+//! per-request path does not repeat it.
 
 use std::net::IpAddr;
 
@@ -8,7 +14,7 @@ use gatehouse_core::provider::{
     Classification, DeviceClass, EcOutput, Evidence, Location, ProviderKind, Read,
 };
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre, TypedFunc};
 
 use super::bindings::{self, types};
 use super::state::CallState;
@@ -20,10 +26,8 @@ pub type ProviderMessage = String;
 pub trait World: Sized + 'static {
     /// The provider kind.
     const KIND: ProviderKind;
-    /// The pre-instantiated template (linked once at load).
+    /// The generated pre-instantiated template, whose construction type-checks the exports.
     type Pre: Send + Sync;
-    /// One live instance.
-    type Instance;
     /// The call's input besides settings and evidence.
     type Extra<'a>: Copy;
     /// The call's answer.
@@ -32,42 +36,105 @@ pub trait World: Sized + 'static {
     /// The extra input as part of an answer-cache key.
     fn extra_key(extra: Self::Extra<'_>) -> Option<String>;
 
-    /// Wraps a linked template.
+    /// The world's exported interface, as the generated bindings name it.
+    const INTERFACE: &'static str;
+    /// The kind's function in that interface (`generate`, `classify`, `locate`).
+    const FUNCTION: &'static str;
+
+    /// Wraps a linked template in the generated bindings (type-checking the exports).
     ///
     /// # Errors
     /// When the component does not have the world's exports.
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre>;
 
-    /// Instantiates the template in `store`.
-    ///
-    /// # Errors
-    /// Instantiation failures (traps in start functions, limits).
-    fn instantiate(
-        store: &mut Store<CallState>,
-        pre: &Self::Pre,
-    ) -> wasmtime::Result<Self::Instance>;
+    /// The linked template inside the generated one.
+    fn instance_pre(pre: &Self::Pre) -> &InstancePre<CallState>;
 
-    /// Calls `describe`.
+    /// Calls `describe` through the generated bindings (once, at load).
     ///
     /// # Errors
     /// Traps; the inner `Err` is the provider refusing its settings.
     fn describe(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        instance: &Instance,
         settings: &[types::Setting],
     ) -> wasmtime::Result<Result<types::Manifest, String>>;
 
-    /// Calls the kind's function.
+    /// Calls the kind's function, `func` being [`World::FUNCTION`] of an instance of a
+    /// [`Template`] of this world.
     ///
     /// # Errors
     /// Traps; the inner `Err` is the provider's own error variant, formatted.
     fn call(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        func: wasmtime::component::Func,
         settings: &[types::Setting],
         evidence: &types::Evidence,
         extra: Self::Extra<'_>,
     ) -> wasmtime::Result<Result<Self::Output, ProviderMessage>>;
+}
+
+/// A provider linked for world `W`: the generated template (its exports type-checked once) and
+/// the index of the kind's function.
+pub struct Template<W: World> {
+    pre: W::Pre,
+    func: ComponentExportIndex,
+}
+
+impl<W: World> Template<W> {
+    /// Type-checks `pre` against `W` and resolves the kind's function.
+    ///
+    /// # Errors
+    /// When the component does not have the world's exports.
+    pub fn new(pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+        let pre = W::pre(pre)?;
+        let component = W::instance_pre(&pre).component();
+        let func = component
+            .get_export_index(None, W::INTERFACE)
+            .and_then(|interface| component.get_export_index(Some(&interface), W::FUNCTION))
+            .ok_or_else(|| {
+                wasmtime::format_err!("no export `{}` in `{}`", W::FUNCTION, W::INTERFACE)
+            })?;
+        Ok(Self { pre, func })
+    }
+
+    /// A fresh instance in `store`.
+    ///
+    /// # Errors
+    /// Instantiation failures (traps in start functions, limits).
+    pub fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Instance> {
+        W::instance_pre(&self.pre).instantiate(store)
+    }
+
+    /// Calls `describe` on `instance`.
+    ///
+    /// # Errors
+    /// Traps; the inner `Err` is the provider refusing its settings.
+    pub fn describe(
+        store: &mut Store<CallState>,
+        instance: &Instance,
+        settings: &[types::Setting],
+    ) -> wasmtime::Result<Result<types::Manifest, String>> {
+        W::describe(store, instance, settings)
+    }
+
+    /// Calls the kind's function on `instance`, an instance of this template.
+    ///
+    /// # Errors
+    /// Traps; the inner `Err` is the provider's own error variant, formatted.
+    pub fn call(
+        &self,
+        store: &mut Store<CallState>,
+        instance: &Instance,
+        settings: &[types::Setting],
+        evidence: &types::Evidence,
+        extra: W::Extra<'_>,
+    ) -> wasmtime::Result<Result<W::Output, ProviderMessage>> {
+        let func = instance
+            .get_func(&mut *store, self.func)
+            .ok_or_else(|| wasmtime::format_err!("no function `{}`", W::FUNCTION))?;
+        W::call(store, func, settings, evidence, extra)
+    }
 }
 
 /// The Edge Cookie world.
@@ -76,7 +143,6 @@ pub struct EdgeCookieWorld;
 impl World for EdgeCookieWorld {
     const KIND: ProviderKind = ProviderKind::EdgeCookie;
     type Pre = bindings::ec::EdgeCookieProviderPre<CallState>;
-    type Instance = bindings::ec::EdgeCookieProvider;
     /// The request's current Edge Cookie.
     type Extra<'a> = Option<&'a str>;
     type Output = EcOutput;
@@ -85,38 +151,44 @@ impl World for EdgeCookieWorld {
         current.map(ToOwned::to_owned)
     }
 
+    const INTERFACE: &'static str = "gatehouse:provider/edge-cookie@0.2.0";
+    const FUNCTION: &'static str = "generate";
+
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)
     }
 
-    fn instantiate(
-        store: &mut Store<CallState>,
-        pre: &Self::Pre,
-    ) -> wasmtime::Result<Self::Instance> {
-        pre.instantiate(store)
+    fn instance_pre(pre: &Self::Pre) -> &InstancePre<CallState> {
+        pre.instance_pre()
     }
 
     fn describe(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        instance: &Instance,
         settings: &[types::Setting],
     ) -> wasmtime::Result<Result<types::Manifest, String>> {
-        instance
+        bindings::ec::EdgeCookieProvider::new(&mut *store, instance)?
             .gatehouse_provider_edge_cookie()
             .call_describe(store, settings)
     }
 
     fn call(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        func: wasmtime::component::Func,
         settings: &[types::Setting],
         evidence: &types::Evidence,
         current: Option<&str>,
     ) -> wasmtime::Result<Result<EcOutput, ProviderMessage>> {
-        use bindings::ec::exports::gatehouse::provider::edge_cookie::EcError;
-        let answer = instance
-            .gatehouse_provider_edge_cookie()
-            .call_generate(store, settings, evidence, current)?;
+        use bindings::ec::exports::gatehouse::provider::edge_cookie::{EcError, EcOutput as Wit};
+        type Generate<'a> = TypedFunc<
+            (&'a [types::Setting], &'a types::Evidence, Option<&'a str>),
+            (Result<Wit, EcError>,),
+        >;
+        // SAFETY: `func` is `generate` of an instance of a template whose exports the generated
+        // bindings type-checked at load (`Template::new`), with these very types.
+        #[allow(unsafe_code)]
+        let typed: Generate<'_> = unsafe { TypedFunc::new_unchecked(func) };
+        let (answer,) = typed.call(store, (settings, evidence, current))?;
         Ok(answer
             .map(|o| EcOutput {
                 id: o.id,
@@ -136,7 +208,6 @@ pub struct DeviceWorld;
 impl World for DeviceWorld {
     const KIND: ProviderKind = ProviderKind::Device;
     type Pre = bindings::device::DeviceProviderPre<CallState>;
-    type Instance = bindings::device::DeviceProvider;
     type Extra<'a> = ();
     type Output = Classification;
 
@@ -144,40 +215,45 @@ impl World for DeviceWorld {
         None
     }
 
+    const INTERFACE: &'static str = "gatehouse:provider/device@0.2.0";
+    const FUNCTION: &'static str = "classify";
+
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)
     }
 
-    fn instantiate(
-        store: &mut Store<CallState>,
-        pre: &Self::Pre,
-    ) -> wasmtime::Result<Self::Instance> {
-        pre.instantiate(store)
+    fn instance_pre(pre: &Self::Pre) -> &InstancePre<CallState> {
+        pre.instance_pre()
     }
 
     fn describe(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        instance: &Instance,
         settings: &[types::Setting],
     ) -> wasmtime::Result<Result<types::Manifest, String>> {
-        instance
+        bindings::device::DeviceProvider::new(&mut *store, instance)?
             .gatehouse_provider_device()
             .call_describe(store, settings)
     }
 
     fn call(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        func: wasmtime::component::Func,
         settings: &[types::Setting],
         evidence: &types::Evidence,
         (): (),
     ) -> wasmtime::Result<Result<Classification, ProviderMessage>> {
         use bindings::device::exports::gatehouse::provider::device::{
-            DeviceClass as Wit, DeviceError,
+            Classification as WitClassification, DeviceClass as Wit, DeviceError,
         };
-        let answer = instance
-            .gatehouse_provider_device()
-            .call_classify(store, settings, evidence)?;
+        type Classify<'a> = TypedFunc<
+            (&'a [types::Setting], &'a types::Evidence),
+            (Result<WitClassification, DeviceError>,),
+        >;
+        // SAFETY: as for the Edge Cookie world's `generate`.
+        #[allow(unsafe_code)]
+        let typed: Classify<'_> = unsafe { TypedFunc::new_unchecked(func) };
+        let (answer,) = typed.call(store, (settings, evidence))?;
         Ok(answer
             .map(|c| Classification {
                 class: match c.class {
@@ -202,7 +278,6 @@ pub struct GeoWorld;
 impl World for GeoWorld {
     const KIND: ProviderKind = ProviderKind::Geo;
     type Pre = bindings::geo::GeoProviderPre<CallState>;
-    type Instance = bindings::geo::GeoProvider;
     type Extra<'a> = ();
     type Output = Location;
 
@@ -210,38 +285,41 @@ impl World for GeoWorld {
         None
     }
 
+    const INTERFACE: &'static str = "gatehouse:provider/geo@0.2.0";
+    const FUNCTION: &'static str = "locate";
+
     fn pre(pre: InstancePre<CallState>) -> wasmtime::Result<Self::Pre> {
         Self::Pre::new(pre)
     }
 
-    fn instantiate(
-        store: &mut Store<CallState>,
-        pre: &Self::Pre,
-    ) -> wasmtime::Result<Self::Instance> {
-        pre.instantiate(store)
+    fn instance_pre(pre: &Self::Pre) -> &InstancePre<CallState> {
+        pre.instance_pre()
     }
 
     fn describe(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        instance: &Instance,
         settings: &[types::Setting],
     ) -> wasmtime::Result<Result<types::Manifest, String>> {
-        instance
+        bindings::geo::GeoProvider::new(&mut *store, instance)?
             .gatehouse_provider_geo()
             .call_describe(store, settings)
     }
 
     fn call(
         store: &mut Store<CallState>,
-        instance: &Self::Instance,
+        func: wasmtime::component::Func,
         settings: &[types::Setting],
         evidence: &types::Evidence,
         (): (),
     ) -> wasmtime::Result<Result<Location, ProviderMessage>> {
-        use bindings::geo::exports::gatehouse::provider::geo::GeoError;
-        let answer = instance
-            .gatehouse_provider_geo()
-            .call_locate(store, settings, evidence)?;
+        use bindings::geo::exports::gatehouse::provider::geo::{GeoError, Location as Wit};
+        type Locate<'a> =
+            TypedFunc<(&'a [types::Setting], &'a types::Evidence), (Result<Wit, GeoError>,)>;
+        // SAFETY: as for the Edge Cookie world's `generate`.
+        #[allow(unsafe_code)]
+        let typed: Locate<'_> = unsafe { TypedFunc::new_unchecked(func) };
+        let (answer,) = typed.call(store, (settings, evidence))?;
         Ok(answer
             .map(|l| Location {
                 country: l.country,
