@@ -114,6 +114,9 @@ pub use __bindings::ec::gatehouse::provider::types::{
 };
 
 /// `wasi:random/random` and `wasi:clocks/wall-clock`, the imports every Gatehouse host offers.
+///
+/// Prefer `random::get_random_u64` to `random::get_random_bytes`: an import that returns a list
+/// makes the component carry two extra core modules (for `realloc`), instantiated on every call.
 pub mod wasi {
     pub use crate::__bindings::ec::wasi::clocks::wall_clock;
     pub use crate::__bindings::ec::wasi::random::random;
