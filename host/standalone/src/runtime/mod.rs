@@ -400,7 +400,9 @@ impl Sandbox {
         })
     }
 
-    /// Links `component` as world `W` and runs `describe` with `settings`.
+    /// Links `component` as world `W` and runs `describe` with `settings`. The template is
+    /// returned only when `describe` answered, which type-checked the kind's function (see
+    /// [`world::Template::call`]).
     fn describe<W: World>(
         &self,
         component: &Component,

@@ -4,8 +4,9 @@
 //! A call instantiates the template ([`Template`]) as a plain component instance and calls the
 //! kind's export through an index resolved once at load. The generated bindings would resolve and
 //! type-check both exports on every instantiation (`GuestIndices::load`); that check is done once,
-//! at load, by building the generated wrapper for `describe` (and by [`Template::new`]), so the
-//! per-request path does not repeat it.
+//! at load, when the generated wrapper is built to call `describe` (it checks every export of the
+//! interface, the kind's function included), so the per-request path does not repeat it. A
+//! [`Template`] leaves `Sandbox::describe` only after that check passed.
 
 use std::net::IpAddr;
 
@@ -26,7 +27,7 @@ pub type ProviderMessage = String;
 pub trait World: Sized + 'static {
     /// The provider kind.
     const KIND: ProviderKind;
-    /// The generated pre-instantiated template, whose construction type-checks the exports.
+    /// The generated pre-instantiated template.
     type Pre: Send + Sync;
     /// The call's input besides settings and evidence.
     type Extra<'a>: Copy;
@@ -41,7 +42,7 @@ pub trait World: Sized + 'static {
     /// The kind's function in that interface (`generate`, `classify`, `locate`).
     const FUNCTION: &'static str;
 
-    /// Wraps a linked template in the generated bindings (type-checking the exports).
+    /// Wraps a linked template in the generated bindings (resolving the exports by name).
     ///
     /// # Errors
     /// When the component does not have the world's exports.
@@ -74,8 +75,9 @@ pub trait World: Sized + 'static {
     ) -> wasmtime::Result<Result<Self::Output, ProviderMessage>>;
 }
 
-/// A provider linked for world `W`: the generated template (its exports type-checked once) and
-/// the index of the kind's function.
+/// A provider linked for world `W`: the generated template and the index of the kind's function.
+/// Call [`Template::call`] only once [`Template::describe`] has succeeded on an instance of it:
+/// that is what type-checks the function.
 pub struct Template<W: World> {
     pre: W::Pre,
     func: ComponentExportIndex,
@@ -184,8 +186,9 @@ impl World for EdgeCookieWorld {
             (&'a [types::Setting], &'a types::Evidence, Option<&'a str>),
             (Result<Wit, EcError>,),
         >;
-        // SAFETY: `func` is `generate` of an instance of a template whose exports the generated
-        // bindings type-checked at load (`Template::new`), with these very types.
+        // SAFETY: `func` is `generate` of an instance of a template on which `describe` ran at
+        // load; building the generated wrapper for it type-checked `generate` against these
+        // very types (the bindings' own), and the component has not changed since.
         #[allow(unsafe_code)]
         let typed: Generate<'_> = unsafe { TypedFunc::new_unchecked(func) };
         let (answer,) = typed.call(store, (settings, evidence, current))?;
