@@ -182,6 +182,7 @@ pub fn runtime_limits(config: &Config) -> runtime::Limits {
         output_limit_bytes: config.runtime.output_limit_bytes,
         forbidden_headers: config.runtime.forbidden_headers.clone(),
         cache_dir,
+        cache_max_bytes: config.runtime.cache_max_mb.saturating_mul(1 << 20),
         supplies_ja4: config
             .server
             .fingerprint_headers

@@ -389,6 +389,10 @@ pub struct RuntimeConfig {
     /// `cache_dir`: where AOT-compiled components are cached; `""` disables the cache. Default:
     /// `$XDG_CACHE_HOME/gatehouse` or `~/.cache/gatehouse`.
     pub cache_dir: Option<PathBuf>,
+    /// `cache_max_mb`: the most the component cache may hold; when a new entry takes it over,
+    /// the least recently used entries are removed.
+    #[serde(default = "default_cache_max_mb")]
+    pub cache_max_mb: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -407,6 +411,7 @@ impl Default for RuntimeConfig {
             output_limit_bytes: default_output_limit(),
             forbidden_headers: Vec::new(),
             cache_dir: None,
+            cache_max_mb: default_cache_max_mb(),
         }
     }
 }
@@ -466,6 +471,9 @@ fn default_max_concurrent_pipelines() -> u32 {
 }
 fn default_inline_budget() -> u64 {
     15
+}
+fn default_cache_max_mb() -> u64 {
+    1024
 }
 fn default_memory_limit() -> u64 {
     128
@@ -871,6 +879,7 @@ impl Config {
                 r.answer_cache.max_entries,
             ),
             ("runtime.answer_cache.ttl_secs", r.answer_cache.ttl_secs),
+            ("runtime.cache_max_mb", r.cache_max_mb),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));

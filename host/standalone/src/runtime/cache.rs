@@ -16,8 +16,14 @@
 //!
 //! The artifact is deserialized from the verified bytes in memory, not re-read from disk, so the
 //! file cannot change between the check and the use.
+//!
+//! The cache is bounded (`runtime.cache_max_mb`): an entry's modification time is refreshed when
+//! it is used, and after a new entry is written the least recently used entries are removed until
+//! the cache fits. Entries of an older wasmtime (another engine hash) or of providers no longer
+//! configured therefore age out instead of piling up across upgrades.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -39,6 +45,7 @@ pub fn load_or_compile(
     digest: &str,
     engine_hash: &str,
     cache_dir: Option<&Path>,
+    max_bytes: u64,
 ) -> wasmtime::Result<Component> {
     let Some(dir) = cache_dir.filter(|dir| usable_dir(dir)) else {
         return Component::new(engine, bytes);
@@ -54,7 +61,10 @@ pub fn load_or_compile(
                 // memory means the bytes checked are the bytes used.
                 #[allow(unsafe_code)]
                 match unsafe { Component::deserialize(engine, artifact) } {
-                    Ok(component) => return Ok(component),
+                    Ok(component) => {
+                        touch(&path);
+                        return Ok(component);
+                    }
                     Err(e) => {
                         tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}");
                     }
@@ -67,10 +77,66 @@ pub fn load_or_compile(
         }
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(e) = store(dir, &path, &source_digest, &component) {
-        tracing::warn!(dir = %dir.display(), "cannot write the component cache: {e:#}");
+    match store(dir, &path, &source_digest, &component) {
+        Ok(()) => prune(dir, &path, max_bytes),
+        Err(e) => tracing::warn!(dir = %dir.display(), "cannot write the component cache: {e:#}"),
     }
     Ok(component)
+}
+
+/// Marks an entry as just used (best effort: a read-only cache still works, it just ages).
+fn touch(path: &Path) {
+    let now = SystemTime::now();
+    if let Err(e) = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(now))
+    {
+        tracing::debug!(path = %path.display(), "cannot refresh a cache entry's time: {e}");
+    }
+}
+
+/// Removes the least recently used entries (`*.cwasm`, oldest modification time first) until the
+/// entries left add up to at most `max_bytes`. `keep`, the entry just written, is never removed,
+/// even when it alone is over the cap. Other files in the directory are left alone.
+fn prune(dir: &Path, keep: &Path, max_bytes: u64) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot list the component cache: {e}");
+            return;
+        }
+    };
+    let mut found: Vec<(SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            meta.is_file().then(|| {
+                (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                    entry.path(),
+                )
+            })
+        })
+        .collect();
+    // Newest first; the entry just written counts first whatever its clock says.
+    found.sort_by_key(|(modified, _, path)| std::cmp::Reverse((path == keep, *modified)));
+    let mut total = 0u64;
+    for (_, len, path) in found {
+        total = total.saturating_add(len);
+        if total > max_bytes && path != keep {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "component cache entry removed (`runtime.cache_max_mb`)")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot remove a component cache entry: {e}")
+                }
+            }
+        }
+    }
 }
 
 /// The artifact inside a cache file, when its header binds it to `source_digest` and its digest
@@ -167,6 +233,51 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_least_recently_used_entries_go_when_the_cache_is_over_its_cap() {
+        let dir = std::env::temp_dir().join(format!(
+            "gatehouse-cache-prune-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let base = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let entry = |name: &str, len: usize, age_secs: u64| {
+            let path = dir.join(name);
+            std::fs::write(&path, vec![0u8; len]).expect("write entry");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(base - std::time::Duration::from_secs(age_secs))
+                .expect("set time");
+            path
+        };
+        let oldest = entry("a.cwasm", 400, 300);
+        let middle = entry("b.cwasm", 400, 200);
+        let newest = entry("c.cwasm", 400, 100);
+        let other = entry("notes.txt", 5000, 1000);
+        // Written just now but with an old clock: still kept, and counted first.
+        let written = entry("d.cwasm", 400, 10_000);
+        // `b` was used since: it is now the most recently used of the three.
+        touch(&middle);
+
+        prune(&dir, &written, 1000);
+
+        assert!(written.exists(), "the entry just written stays");
+        assert!(middle.exists(), "the entry used last stays");
+        assert!(
+            !newest.exists() && !oldest.exists(),
+            "the others go, least recent first"
+        );
+        assert!(other.exists(), "files that are not entries are left alone");
+
+        // A cap that holds everything removes nothing.
+        prune(&dir, &written, u64::MAX);
+        assert!(written.exists() && middle.exists());
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    }
 
     #[test]
     fn an_entry_is_used_only_for_the_component_it_was_compiled_from() {

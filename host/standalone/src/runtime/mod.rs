@@ -120,6 +120,8 @@ pub struct Limits {
     pub forbidden_headers: Vec<String>,
     /// `cache_dir`: where compiled components are cached, if anywhere.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// `cache_max_mb` in bytes: the cache's size cap (least recently used entries go first).
+    pub cache_max_bytes: u64,
     /// `max_concurrent_pipelines`: pipeline runs off the async workers at once.
     pub max_concurrent_pipelines: u32,
     /// `inline_budget_ms`: the largest sum of the providers' CPU budgets whose pipeline runs on
@@ -147,6 +149,7 @@ impl Default for Limits {
             output_limit_bytes: 4096,
             forbidden_headers: Vec::new(),
             cache_dir: None,
+            cache_max_bytes: 1 << 30,
             max_concurrent_pipelines: 64,
             inline_budget: Duration::from_millis(15),
             answer_cache: AnswerCacheLimits::default(),
@@ -392,6 +395,7 @@ impl Sandbox {
             &sha256_hex(bytes),
             &engine_hash(&self.engine),
             self.limits.cache_dir.as_deref(),
+            self.limits.cache_max_bytes,
         )
         .map_err(|e| {
             pool_or(provider, key, &e, |message| LoadErrorReason::Compile {

@@ -421,6 +421,7 @@ fn zero_limits_are_refused_at_startup_naming_the_key() {
             "body_idle_timeout_ms",
             "origin.body_idle_timeout_ms",
         ),
+        ("[runtime]", "cache_max_mb", "runtime.cache_max_mb"),
     ];
     for (section, key, dotted) in cases {
         let config = config(&origin.url(), "US", &hmac_ec())
