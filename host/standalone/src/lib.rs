@@ -6,6 +6,7 @@
 pub mod app;
 pub mod body;
 pub mod client_ip;
+pub mod compose;
 pub mod config;
 pub mod consent;
 pub mod listener;

@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod cli_consent;
 mod components;
+mod compose;
 mod consent_e2e;
 mod hardening;
 mod hostile;
