@@ -268,7 +268,10 @@ impl Deployment {
     /// # Errors
     /// [`DeploymentError::Policy`].
     pub fn policy(&self) -> Result<Policy, DeploymentError> {
-        Ok(Policy::from_yaml_str(&self.policy_yaml, &self.policy_source)?)
+        Ok(Policy::from_yaml_str(
+            &self.policy_yaml,
+            &self.policy_source,
+        )?)
     }
 
     /// The core's pipeline settings.
@@ -331,13 +334,17 @@ impl Deployment {
         let Some(doc) = self.provider(kind) else {
             return Ok(None);
         };
-        manifest::validate(&Manifest::from(&doc.manifest), policy, &self.manifest_rules())
-            .map(Some)
-            .map_err(|source| DeploymentError::Manifest {
-                section: kind.section(),
-                name: doc.name.clone(),
-                source,
-            })
+        manifest::validate(
+            &Manifest::from(&doc.manifest),
+            policy,
+            &self.manifest_rules(),
+        )
+        .map(Some)
+        .map_err(|source| DeploymentError::Manifest {
+            section: kind.section(),
+            name: doc.name.clone(),
+            source,
+        })
     }
 }
 
@@ -349,8 +356,11 @@ pub fn config_key_for_env(var: &str) -> Option<String> {
     let key = var.to_ascii_lowercase();
     let mut bytes = key.bytes();
     let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
-    (first_ok && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-        .then_some(key)
+    (first_ok
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(key)
 }
 
 #[cfg(test)]

@@ -158,7 +158,10 @@ mod tests {
     fn the_rightmost_forwarded_for_entry_is_the_client() {
         let ip = client_ip_from_header("x-forwarded-for", &["198.51.100.9, 203.0.113.7"]);
         assert_eq!(ip, Some("203.0.113.7".parse().expect("ip")));
-        let ip = client_ip_from_header("forwarded", &["for=198.51.100.9, for=\"[2001:db8::1]:443\""]);
+        let ip = client_ip_from_header(
+            "forwarded",
+            &["for=198.51.100.9, for=\"[2001:db8::1]:443\""],
+        );
         assert_eq!(ip, Some("2001:db8::1".parse().expect("ip")));
         let ip = client_ip_from_header("spin-client-addr", &["192.0.2.1:52100"]);
         assert_eq!(ip, Some("192.0.2.1".parse().expect("ip")));

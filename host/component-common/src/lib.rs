@@ -15,7 +15,6 @@ pub mod deployment;
 pub mod http;
 
 pub use deployment::{
-    config_key_for_env,
-    DEPLOYMENT_FORMAT, DEPLOYMENT_INTERFACE, Deployment, DeploymentError, ManifestDoc,
-    OriginDoc, ProviderDoc, ReadDoc, SettingDoc,
+    DEPLOYMENT_FORMAT, DEPLOYMENT_INTERFACE, Deployment, DeploymentError, ManifestDoc, OriginDoc,
+    ProviderDoc, ReadDoc, SettingDoc, config_key_for_env,
 };

@@ -38,8 +38,7 @@ use crate::config::{Config, ConfigError, ProviderConfig, SettingValue};
 use crate::runtime::{self, LoadError, LoadErrorReason, Sandbox, sha256_hex};
 
 /// The prebuilt wasi:http host component (`host/wasi-http`), built by this crate's build script.
-const WASI_HTTP_HOST: &[u8] =
-    include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_HOST_WASI_HTTP"));
+const WASI_HTTP_HOST: &[u8] = include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_HOST_WASI_HTTP"));
 
 /// The placeholder plugged into the import of a kind with no provider (`host/absent-provider`).
 const ABSENT_PROVIDER: &[u8] =
@@ -336,10 +335,14 @@ fn component_imports(bytes: &[u8], component: &str) -> Result<Vec<String>, Compo
     let mut graph = CompositionGraph::new();
     let package = Package::from_bytes("gatehouse:probe", None, bytes.to_vec(), graph.types_mut())
         .map_err(|e| ComposeError::Graph {
-            component: component.to_owned(),
-            message: format!("{e:#}"),
-        })?;
-    Ok(graph.types()[package.ty()].imports.keys().cloned().collect())
+        component: component.to_owned(),
+        message: format!("{e:#}"),
+    })?;
+    Ok(graph.types()[package.ty()]
+        .imports
+        .keys()
+        .cloned()
+        .collect())
 }
 
 /// Composes the app `config_path` describes for `target`.
@@ -389,9 +392,12 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         ec: None,
     };
     // The same validation the host runs on every request, once here.
-    PagePipeline::new(&policy, deployment.pipeline_settings().map_err(|e| {
-        ConfigError::invalid("consent", e.to_string())
-    })?)?;
+    PagePipeline::new(
+        &policy,
+        deployment
+            .pipeline_settings()
+            .map_err(|e| ConfigError::invalid("consent", e.to_string()))?,
+    )?;
 
     let mut limits = crate::app::runtime_limits(&config);
     limits.max_instances = limits.max_instances.min(8);
@@ -506,8 +512,9 @@ fn consent_table(config_path: &Path) -> Result<serde_json::Value, ConfigError> {
     })?;
     match value.get("consent") {
         None => Ok(serde_json::Value::Null),
-        Some(table) => serde_json::to_value(table)
-            .map_err(|e| ConfigError::invalid("consent", e.to_string())),
+        Some(table) => {
+            serde_json::to_value(table).map_err(|e| ConfigError::invalid("consent", e.to_string()))
+        }
     }
 }
 
@@ -581,14 +588,16 @@ fn plug(
             message: e.to_string(),
         }
     };
-    let register =
-        |graph: &mut CompositionGraph, name: &str, bytes: &[u8]| -> Result<PackageId, ComposeError> {
-            let package = Package::from_bytes(name, None, bytes.to_vec(), graph.types_mut())
-                .map_err(|e| graph_error(name)(&format!("{e:#}")))?;
-            graph
-                .register_package(package)
-                .map_err(|e| graph_error(name)(&e))
-        };
+    let register = |graph: &mut CompositionGraph,
+                    name: &str,
+                    bytes: &[u8]|
+     -> Result<PackageId, ComposeError> {
+        let package = Package::from_bytes(name, None, bytes.to_vec(), graph.types_mut())
+            .map_err(|e| graph_error(name)(&format!("{e:#}")))?;
+        graph
+            .register_package(package)
+            .map_err(|e| graph_error(name)(&e))
+    };
     let host = register(&mut graph, "gatehouse:wasi-http-host", WASI_HTTP_HOST)?;
     let host_exports: Vec<String> = graph.types()[graph[host].ty()]
         .exports
@@ -598,9 +607,9 @@ fn plug(
     let host_instance = graph.instantiate(host);
 
     let connect = |graph: &mut CompositionGraph,
-                       component: &str,
-                       from: NodeId,
-                       interface: &str|
+                   component: &str,
+                   from: NodeId,
+                   interface: &str|
      -> Result<(), ComposeError> {
         let export = graph
             .alias_instance_export(from, interface)
@@ -624,8 +633,11 @@ fn plug(
         let interface = provider_interface(kind);
         match providers.iter().find(|(k, ..)| *k == kind) {
             Some((_, key, bytes)) => {
-                let package =
-                    register(&mut graph, &format!("gatehouse:plugged-{}", kind.section()), bytes)?;
+                let package = register(
+                    &mut graph,
+                    &format!("gatehouse:plugged-{}", kind.section()),
+                    bytes,
+                )?;
                 let instance = graph.instantiate(package);
                 connect(&mut graph, key, instance, &interface)?;
             }

@@ -256,10 +256,7 @@ fn own_route(out: ResponseOutparam, head: &Head, providers: &ComposedProviders) 
         "host": "wasi-http",
         "providers": providers.summary(),
     });
-    let headers = Headers(vec![(
-        "content-type".into(),
-        b"application/json".to_vec(),
-    )]);
+    let headers = Headers(vec![("content-type".into(), b"application/json".to_vec())]);
     respond(out, 200, &headers, doc.to_string().as_bytes());
 }
 
@@ -269,7 +266,12 @@ fn problem(out: ResponseOutparam, kind: Problem, detail: &str) {
         "content-type".into(),
         PROBLEM_CONTENT_TYPE.as_bytes().to_vec(),
     )]);
-    respond(out, kind.status(), &headers, kind.document(detail).as_bytes());
+    respond(
+        out,
+        kind.status(),
+        &headers,
+        kind.document(detail).as_bytes(),
+    );
 }
 
 /// Sends a complete response.
@@ -306,7 +308,12 @@ fn send_to_origin(
     let (scheme, authority) = match origin.url.split_once("://") {
         Some(("http", authority)) => (Scheme::Http, authority.trim_end_matches('/')),
         Some(("https", authority)) => (Scheme::Https, authority.trim_end_matches('/')),
-        _ => return Err(unavailable(format!("`{}` is not an origin url", origin.url))),
+        _ => {
+            return Err(unavailable(format!(
+                "`{}` is not an origin url",
+                origin.url
+            )));
+        }
     };
     let mut headers = forward;
     headers.strip_hop_by_hop();
@@ -334,7 +341,9 @@ fn send_to_origin(
         _ => authority.to_owned(),
     };
     let invalid = |what: &str| unavailable(format!("the platform refused the request's {what}"));
-    outgoing.set_method(&method).map_err(|()| invalid("method"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
     outgoing
         .set_scheme(Some(&scheme))
         .map_err(|()| invalid("scheme"))?;

@@ -61,9 +61,10 @@ impl ComposedProviders {
     ) -> Result<Self, DeploymentError> {
         let mut summary = Vec::new();
         let mut load = |kind: ProviderKind| -> Result<Option<Configured>, DeploymentError> {
-            let (Some(doc), Some(valid)) =
-                (deployment.provider(kind), deployment.validated(kind, policy)?)
-            else {
+            let (Some(doc), Some(valid)) = (
+                deployment.provider(kind),
+                deployment.validated(kind, policy)?,
+            ) else {
                 return Ok(None);
             };
             summary.push(ProviderSummary {
@@ -198,11 +199,7 @@ impl ProviderHost for ComposedProviders {
         match edge_cookie::generate(settings, &evidence_to_wit(evidence), current) {
             Ok(out) => Ok(EcOutput {
                 id: out.id,
-                headers: out
-                    .headers
-                    .into_iter()
-                    .map(|h| (h.name, h.value))
-                    .collect(),
+                headers: out.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             }),
             Err(edge_cookie::EcError::Config(m)) => {
                 Err(ProviderFailure::Provider(format!("config: {m}")))

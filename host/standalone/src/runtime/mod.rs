@@ -476,12 +476,17 @@ impl Sandbox {
         let settings = wit_settings(settings);
         let manifest = match kind {
             ProviderKind::EdgeCookie => {
-                self.describe::<EdgeCookieWorld>(&component, &settings, provider, key)?.1
+                self.describe::<EdgeCookieWorld>(&component, &settings, provider, key)?
+                    .1
             }
             ProviderKind::Device => {
-                self.describe::<DeviceWorld>(&component, &settings, provider, key)?.1
+                self.describe::<DeviceWorld>(&component, &settings, provider, key)?
+                    .1
             }
-            ProviderKind::Geo => self.describe::<GeoWorld>(&component, &settings, provider, key)?.1,
+            ProviderKind::Geo => {
+                self.describe::<GeoWorld>(&component, &settings, provider, key)?
+                    .1
+            }
         };
         Ok(manifest)
     }

@@ -102,7 +102,11 @@ fn compose_refuses_a_provider_whose_digest_does_not_match_its_pin() {
     assert_refused(
         "compose-digest",
         &config,
-        &["provider `vendor`", "`ec.providers.vendor.sha256`", "digest mismatch"],
+        &[
+            "provider `vendor`",
+            "`ec.providers.vendor.sha256`",
+            "digest mismatch",
+        ],
     );
 }
 
@@ -174,7 +178,11 @@ fn compose_never_embeds_a_setting_read_from_the_environment() {
         .output()
         .expect("run gatehouse");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bytes = std::fs::read(&output).expect("composed");
     assert!(
         !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -267,7 +275,11 @@ fn composed_app(label: &str, config: &str) -> PathBuf {
         .output()
         .expect("run gatehouse");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("wasmtime serve -Scli -Sconfig"),
         "compose prints the serve command: {stdout}"
@@ -291,42 +303,81 @@ fn the_composed_wasi_http_app_decides_like_the_standalone_host_under_wasmtime_se
     let client = ("x-forwarded-for", "203.0.113.7");
 
     // US: minted, with the configured attributes; the page is the origin's.
-    let us = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US"), client]);
+    let us = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "US"), client],
+    );
     assert_eq!(us.status, 200, "{us:?}");
-    let cookie = us.set_cookie("ts-ec").expect("US visitors get an Edge Cookie");
+    let cookie = us
+        .set_cookie("ts-ec")
+        .expect("US visitors get an Edge Cookie");
     assert!(cookie.contains("Domain=example.test"), "{cookie}");
     assert!(cookie.contains("Max-Age=31536000"), "{cookie}");
     assert_eq!(us.header("x-origin"), Some("yes"), "proxied to the origin");
     assert_eq!(us.header("cache-control"), Some("private"));
-    let forwarded = origin.requests.lock().expect("lock").last().cloned().expect("seen");
+    let forwarded = origin
+        .requests
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("seen");
     assert!(
-        forwarded.to_ascii_lowercase().contains("gatehouse-decision: rule=\"us\""),
+        forwarded
+            .to_ascii_lowercase()
+            .contains("gatehouse-decision: rule=\"us\""),
         "the origin is told the decision: {forwarded}"
     );
 
     // GPC opts out: no cookie.
     let gpc = page(
         &served,
-        &[("user-agent", BROWSER), ("x-geo-country", "US"), ("sec-gpc", "1"), client],
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "US"),
+            ("sec-gpc", "1"),
+            client,
+        ],
     );
     assert_eq!(gpc.status, 200);
     assert_eq!(gpc.set_cookie("ts-ec"), None, "GPC: no cookie");
 
     // DE without consent: GDPR, no cookie.
-    let de = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "DE"), client]);
+    let de = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "DE"), client],
+    );
     assert_eq!(de.status, 200);
-    assert_eq!(de.set_cookie("ts-ec"), None, "DE without consent: no cookie");
+    assert_eq!(
+        de.set_cookie("ts-ec"),
+        None,
+        "DE without consent: no cookie"
+    );
 
     // A bot gets none, even in the US.
-    let bot = page(&served, &[("user-agent", "curl/8.5.0"), ("x-geo-country", "US"), client]);
+    let bot = page(
+        &served,
+        &[
+            ("user-agent", "curl/8.5.0"),
+            ("x-geo-country", "US"),
+            client,
+        ],
+    );
     assert_eq!(bot.status, 200);
     assert_eq!(bot.set_cookie("ts-ec"), None, "bots get no cookie");
 
     // Gatehouse's own routes.
     let unknown = http_get(served.addr, "/_ts/nope", &[]);
     assert_eq!(unknown.status, 404);
-    assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
-    assert!(unknown.body.contains("/_ts/problems/not-found"), "{}", unknown.body);
+    assert_eq!(
+        unknown.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        unknown.body.contains("/_ts/problems/not-found"),
+        "{}",
+        unknown.body
+    );
     let health = http_get(served.addr, "/_ts/health", &[]);
     assert_eq!(health.status, 200);
     let doc: serde_json::Value = serde_json::from_str(&health.body).expect("health json");
@@ -341,7 +392,11 @@ fn the_composed_app_serves_the_builtin_demo_page_without_an_origin() {
     let demo = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US")]);
     assert_eq!(demo.status, 200);
     assert!(demo.body.contains("Gatehouse demo origin"), "{}", demo.body);
-    assert_eq!(demo.set_cookie("ts-ec"), None, "no Edge Cookie provider configured");
+    assert_eq!(
+        demo.set_cookie("ts-ec"),
+        None,
+        "no Edge Cookie provider configured"
+    );
 }
 
 #[test]
@@ -358,13 +413,19 @@ fn a_trapping_composed_provider_fails_its_request_closed_and_the_next_one_is_ser
     let client = ("x-forwarded-for", "203.0.113.7");
 
     // The trap aborts the whole instance: no cookie, and the origin never sees the request.
-    let trapped = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US"), client]);
+    let trapped = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "US"), client],
+    );
     assert_eq!(trapped.status, 500, "{trapped:?}");
     assert_eq!(trapped.set_cookie("ts-ec"), None);
     assert!(origin.requests.lock().expect("lock").is_empty());
 
     // Where the provider is gated off (DE without consent) it is never called: served.
-    let gated = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "DE"), client]);
+    let gated = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "DE"), client],
+    );
     assert_eq!(gated.status, 200, "{gated:?}");
     assert_eq!(gated.header("x-origin"), Some("yes"));
 
@@ -373,6 +434,9 @@ fn a_trapping_composed_provider_fails_its_request_closed_and_the_next_one_is_ser
     assert_eq!(asset.status, 200);
 
     // The next page request gets a fresh instance, which traps again but nothing is left over.
-    let again = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US"), client]);
+    let again = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "US"), client],
+    );
     assert_eq!(again.status, 500);
 }
