@@ -440,3 +440,46 @@ fn a_trapping_composed_provider_fails_its_request_closed_and_the_next_one_is_ser
     );
     assert_eq!(again.status, 500);
 }
+
+#[test]
+fn the_composed_app_exports_the_incoming_handler_and_imports_only_what_wasmtime_serve_offers() {
+    let app = composed_app(
+        "compose-shape",
+        &compose_config(
+            "builtin:demo",
+            &format!(
+                "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+            ),
+        ),
+    );
+    let engine = wasmtime::Engine::default();
+    let component =
+        wasmtime::component::Component::from_file(&engine, &app).expect("a valid component");
+    let ty = component.component_type();
+    let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
+        "{exports:?}"
+    );
+    // The providers, the deployment and the placeholder are inside; what is left is WASI (with
+    // `wasi:config` for the passphrase) and the type-only provider types.
+    let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
+    for import in &imports {
+        assert!(
+            import.starts_with("wasi:") || import == "gatehouse:provider/types@0.2.0",
+            "unexpected import `{import}` in {imports:?}"
+        );
+    }
+    assert!(
+        imports.iter().any(|i| i.starts_with("wasi:config/store@")),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:http/outgoing-handler@")),
+        "{imports:?}"
+    );
+}
