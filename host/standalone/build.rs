@@ -19,11 +19,16 @@ const NO_STD_COMPONENTS: &[&str] = &[
     "gatehouse-provider-header-geo",
     "gatehouse-guest-unknown-permission",
     "gatehouse-guest-transport",
+    "gatehouse-absent-provider",
 ];
 
 /// `std` packages. Built by a separate cargo run: features unify across the packages of one run,
 /// and the SDK's `rt` feature (a panic handler and global allocator) must not reach a `std` crate.
-const STD_COMPONENTS: &[&str] = &["gatehouse-guest-hostile"];
+const STD_COMPONENTS: &[&str] = &[
+    "gatehouse-guest-hostile",
+    "gatehouse-guest-filesystem",
+    "gatehouse-host-wasi-http",
+];
 
 fn main() {
     let manifest_dir =
@@ -32,7 +37,15 @@ fn main() {
         .join("../..")
         .canonicalize()
         .expect("workspace root");
-    for dir in ["wit", "providers", "tests/guests"] {
+    for dir in [
+        "wit",
+        "providers",
+        "tests/guests",
+        "host/wasi-http",
+        "host/component-common",
+        "host/absent-provider",
+        "core/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     println!(

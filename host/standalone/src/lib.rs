@@ -8,6 +8,7 @@ pub mod auction;
 pub mod batch_sync;
 pub mod body;
 pub mod client_ip;
+pub mod compose;
 pub mod config;
 pub mod consent;
 pub mod ec_resolve;

@@ -9,6 +9,7 @@
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
 //! - `gatehouse providers inspect FILE [--json]`: what a provider declares and imports.
 //! - `gatehouse partner hash-key < KEY`: the `api_key_sha256` of a partner's API key.
+//! - `gatehouse compose --config FILE --target wasi-http -o app.wasm`: one deployable component.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,6 +80,19 @@ enum Command {
     Partner {
         #[command(subcommand)]
         command: PartnerCommand,
+    },
+    /// Compose one deployable component for a wasi:http platform from the config, the prebuilt
+    /// host component and the providers (digests, imports and manifests checked first).
+    Compose {
+        /// The configuration file (TOML), as for `serve`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The platform to compose for.
+        #[arg(long, value_enum)]
+        target: gatehouse::compose::Target,
+        /// Where to write the composed component.
+        #[arg(long, short)]
+        output: PathBuf,
     },
 }
 
@@ -295,6 +309,11 @@ fn main() -> ExitCode {
         Command::Consent {
             command: ConsentCommand::Decode { input, kind },
         } => consent::decode_command(&input, kind.as_deref()),
+        Command::Compose {
+            config,
+            target,
+            output,
+        } => gatehouse::compose::run_command(&config, target, &output),
         Command::Providers {
             command:
                 ProvidersCommand::Inspect {

@@ -497,6 +497,47 @@ impl Sandbox {
             sha256: sha256_hex(bytes),
         })
     }
+
+    /// Runs the `describe` of a provider component of `kind` with `settings` in this sandbox and
+    /// returns its manifest, not yet validated (`gatehouse compose` validates it against the
+    /// policy and its target's rules).
+    ///
+    /// # Errors
+    /// When the bytes are not a loadable provider component of `kind`, or `describe` fails or
+    /// refuses the settings.
+    pub fn describe_component(
+        &self,
+        kind: ProviderKind,
+        bytes: &[u8],
+        settings: &[(String, String)],
+        provider: &str,
+        key: &str,
+    ) -> Result<Manifest, LoadError> {
+        let fail = |reason| LoadError {
+            provider: provider.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let component = self.compile(bytes, provider, key)?;
+        imports::exported_kind(&self.engine, &component, Some(kind)).map_err(fail)?;
+        imports::check_imports(&self.engine, &component).map_err(fail)?;
+        let settings = wit_settings(settings);
+        let manifest = match kind {
+            ProviderKind::EdgeCookie => {
+                self.describe::<EdgeCookieWorld>(&component, &settings, provider, key)?
+                    .1
+            }
+            ProviderKind::Device => {
+                self.describe::<DeviceWorld>(&component, &settings, provider, key)?
+                    .1
+            }
+            ProviderKind::Geo => {
+                self.describe::<GeoWorld>(&component, &settings, provider, key)?
+                    .1
+            }
+        };
+        Ok(manifest)
+    }
 }
 
 /// A pooling-limit error as [`LoadErrorReason::PoolLimit`], anything else as `other(message)`.

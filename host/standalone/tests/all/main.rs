@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cli_consent;
 mod components;
+mod compose;
 mod consent_e2e;
 mod ec_resolve;
 mod hardening;
