@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gatehouse_component_common::http::{HOP_BY_HOP, is_own_route};
 use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestOutcome, RequestView};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::combinators::BoxBody;
@@ -96,7 +97,7 @@ pub async fn handle(
     }
     let auction = path == crate::auction::ROUTE;
     let ec_resolve = path == crate::ec_resolve::ROUTE;
-    if !auction && !ec_resolve && (path == "/_ts" || path.starts_with("/_ts/")) {
+    if !auction && !ec_resolve && is_own_route(path) {
         return own_route(app, lifecycle, &req);
     }
     if !app.client_ip.peer_is_trusted(peer.ip()) {
@@ -448,18 +449,6 @@ async fn proxy(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) -> Resp
         .edit_response(&outcome.response, &mut HyperHeaders(response.headers_mut()));
     response
 }
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     let listed: Vec<String> = headers
