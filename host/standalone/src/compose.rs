@@ -35,7 +35,7 @@ use wac_graph::types::Package;
 use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
 
 use crate::config::{Config, ConfigError, ProviderConfig, SettingValue};
-use crate::runtime::{self, LoadError, LoadErrorReason, Sandbox, sha256_hex};
+use crate::runtime::{self, LoadError, Sandbox, read_pinned, sha256_hex};
 
 /// The prebuilt wasi:http host component (`host/wasi-http`), built by this crate's build script.
 const WASI_HTTP_HOST: &[u8] = include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_HOST_WASI_HTTP"));
@@ -202,11 +202,6 @@ fn selected(config: &Config, kind: ProviderKind) -> Option<Selected<'_>> {
 
 /// The component's bytes: bundled, or the pinned file after its digest matched.
 fn provider_bytes(kind: ProviderKind, sel: &Selected<'_>) -> Result<Vec<u8>, ComposeError> {
-    let fail = |key: String, reason| LoadError {
-        provider: sel.name.to_owned(),
-        key,
-        reason,
-    };
     match sel.table.and_then(|t| t.path.as_ref()) {
         Some(path) => {
             let pinned = sel
@@ -219,28 +214,7 @@ fn provider_bytes(kind: ProviderKind, sel: &Selected<'_>) -> Result<Vec<u8>, Com
                     )
                 })?
                 .to_ascii_lowercase();
-            let bytes = std::fs::read(path).map_err(|error| {
-                fail(
-                    format!("{}.path", sel.key),
-                    LoadErrorReason::Read {
-                        path: path.clone(),
-                        error,
-                    },
-                )
-            })?;
-            let actual = sha256_hex(&bytes);
-            if actual != pinned {
-                return Err(fail(
-                    format!("{}.sha256", sel.key),
-                    LoadErrorReason::Digest {
-                        path: path.clone(),
-                        expected: pinned,
-                        actual,
-                    },
-                )
-                .into());
-            }
-            Ok(bytes)
+            Ok(read_pinned(sel.name, &sel.key, path, &pinned)?)
         }
         None => {
             if sel.table.is_some_and(|t| t.sha256.is_some()) {

@@ -268,6 +268,46 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The bytes of the external component of provider `provider` (config table `key`) at `path`,
+/// once their sha256 matches the lowercase hex `pinned`.
+///
+/// # Errors
+/// [`LoadErrorReason::Read`] (key `KEY.path`) when the file cannot be read,
+/// [`LoadErrorReason::Digest`] (key `KEY.sha256`) when it is not the pinned component.
+pub fn read_pinned(
+    provider: &str,
+    key: &str,
+    path: &std::path::Path,
+    pinned: &str,
+) -> Result<Vec<u8>, LoadError> {
+    let fail = |field: &str, reason| LoadError {
+        provider: provider.to_owned(),
+        key: format!("{key}.{field}"),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|error| {
+        fail(
+            "path",
+            LoadErrorReason::Read {
+                path: path.to_owned(),
+                error,
+            },
+        )
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != pinned {
+        return Err(fail(
+            "sha256",
+            LoadErrorReason::Digest {
+                path: path.to_owned(),
+                expected: pinned.to_owned(),
+                actual,
+            },
+        ));
+    }
+    Ok(bytes)
+}
+
 /// A `Hasher` over sha256, for the engine's compatibility hash.
 struct ShaHasher(Sha256);
 
@@ -694,27 +734,7 @@ impl ProviderRuntime {
                 .map(|(.., bytes)| std::borrow::Cow::Borrowed(*bytes))
                 .ok_or_else(|| fail(sel.key.clone(), LoadErrorReason::UnknownBundled))?,
             ComponentSource::External { path, sha256 } => {
-                let bytes = std::fs::read(path).map_err(|error| {
-                    fail(
-                        format!("{}.path", sel.key),
-                        LoadErrorReason::Read {
-                            path: path.clone(),
-                            error,
-                        },
-                    )
-                })?;
-                let actual = sha256_hex(&bytes);
-                if &actual != sha256 {
-                    return Err(fail(
-                        format!("{}.sha256", sel.key),
-                        LoadErrorReason::Digest {
-                            path: path.clone(),
-                            expected: sha256.clone(),
-                            actual,
-                        },
-                    ));
-                }
-                std::borrow::Cow::Owned(bytes)
+                std::borrow::Cow::Owned(read_pinned(&sel.name, &sel.key, path, sha256)?)
             }
         };
         let engine = &self.sandbox.engine;
