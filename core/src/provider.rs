@@ -129,8 +129,11 @@ impl ProviderFailure {
     }
 }
 
-/// One piece of request evidence a provider declares it reads (WIT `types.read`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One piece of request evidence a provider declares it reads (WIT `types.read`). Serialized
+/// with the WIT case names (`"client-ip"`, `{"header": "x-geo-country"}`), as in a composed
+/// host's deployment document.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Read {
     /// The trusted client address.
     ClientIp,

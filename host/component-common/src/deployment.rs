@@ -110,57 +110,9 @@ pub struct ManifestDoc {
     /// `required-permissions`.
     pub required_permissions: Vec<String>,
     /// `reads`.
-    pub reads: Vec<ReadDoc>,
+    pub reads: Vec<Read>,
     /// `call-budget-ms`.
     pub call_budget_ms: Option<u32>,
-}
-
-/// One declared read (WIT `types.read`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReadDoc {
-    /// `client-ip`.
-    ClientIp,
-    /// `user-agent`.
-    UserAgent,
-    /// `header(name)`.
-    Header(String),
-    /// `path`.
-    Path,
-    /// `query`.
-    Query,
-    /// `ja4`.
-    Ja4,
-    /// `http2-fingerprint`.
-    Http2Fingerprint,
-}
-
-impl From<&Read> for ReadDoc {
-    fn from(read: &Read) -> Self {
-        match read {
-            Read::ClientIp => Self::ClientIp,
-            Read::UserAgent => Self::UserAgent,
-            Read::Header(name) => Self::Header(name.clone()),
-            Read::Path => Self::Path,
-            Read::Query => Self::Query,
-            Read::Ja4 => Self::Ja4,
-            Read::Http2Fingerprint => Self::Http2Fingerprint,
-        }
-    }
-}
-
-impl From<&ReadDoc> for Read {
-    fn from(read: &ReadDoc) -> Self {
-        match read {
-            ReadDoc::ClientIp => Self::ClientIp,
-            ReadDoc::UserAgent => Self::UserAgent,
-            ReadDoc::Header(name) => Self::Header(name.clone()),
-            ReadDoc::Path => Self::Path,
-            ReadDoc::Query => Self::Query,
-            ReadDoc::Ja4 => Self::Ja4,
-            ReadDoc::Http2Fingerprint => Self::Http2Fingerprint,
-        }
-    }
 }
 
 impl From<&Manifest> for ManifestDoc {
@@ -169,7 +121,7 @@ impl From<&Manifest> for ManifestDoc {
             id: m.id.clone(),
             version: m.version.clone(),
             required_permissions: m.required_permissions.clone(),
-            reads: m.reads.iter().map(ReadDoc::from).collect(),
+            reads: m.reads.clone(),
             call_budget_ms: m.call_budget_ms,
         }
     }
@@ -181,7 +133,7 @@ impl From<&ManifestDoc> for Manifest {
             id: m.id.clone(),
             version: m.version.clone(),
             required_permissions: m.required_permissions.clone(),
-            reads: m.reads.iter().map(Read::from).collect(),
+            reads: m.reads.clone(),
             call_budget_ms: m.call_budget_ms,
         }
     }
@@ -399,7 +351,7 @@ mod tests {
                     id: "hmac".into(),
                     version: "0.1.0".into(),
                     required_permissions: vec!["store-on-device".into()],
-                    reads: vec![ReadDoc::ClientIp, ReadDoc::Header("x-a".into())],
+                    reads: vec![Read::ClientIp, Read::Header("x-a".into())],
                     call_budget_ms: None,
                 },
                 settings: vec![SettingDoc::Config {
@@ -423,6 +375,15 @@ mod tests {
         assert!(valid.spec.reads.client_ip);
         assert_eq!(valid.spec.reads.headers, vec!["x-a".to_owned()]);
         back.pipeline_settings().expect("settings");
+    }
+
+    #[test]
+    fn reads_are_written_with_their_wit_names() {
+        let json = sample().to_json().expect("json");
+        assert!(
+            json.contains(r#""reads":["client-ip",{"header":"x-a"}]"#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -16,5 +16,5 @@ pub mod http;
 
 pub use deployment::{
     DEPLOYMENT_FORMAT, DEPLOYMENT_INTERFACE, Deployment, DeploymentError, ManifestDoc, OriginDoc,
-    ProviderDoc, ReadDoc, SettingDoc, config_key_for_env,
+    ProviderDoc, SettingDoc, config_key_for_env,
 };
