@@ -13,6 +13,7 @@
 //!   holds the wire types).
 //! - [`sync`] holds the `[[partners]]` registry and applies partners' batch syncs to the
 //!   identity store.
+//! - [`task`] runs the pipeline's futures to completion for hosts without an async runtime.
 //!
 //! This crate must never perform I/O, spawn threads or depend on an async runtime or wasmtime: it
 //! builds for `wasm32-wasip1`/`wasm32-wasip2` so every host (standalone, Fastly, Spin) runs the
@@ -26,3 +27,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod provider;
 pub mod sync;
+pub mod task;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{IdentityRecord, LiveIdentity, RecordError, StoredConsent, Tombstone};
-use super::retry::{CasError, CasStep, compare_and_swap_from};
+use super::retry::{CasError, CasStep, compare_and_swap_async};
 use super::store::{Generation, IdentityStore, StoreError, Versioned, WriteMode};
 use super::{Identity, IdentityOutcome};
 
@@ -71,14 +71,17 @@ pub fn load(
 ///
 /// # Errors
 /// [`IdentityError::Store`].
-pub fn withdraw(identity: &Identity<'_>, key: &str, now: u64) -> Result<(), IdentityError> {
+pub async fn withdraw(identity: Identity<'_>, key: &str, now: u64) -> Result<(), IdentityError> {
     let tombstone = IdentityRecord::Tombstone(Tombstone { withdrawn: now });
-    identity.store.insert(
-        key,
-        &tombstone.encode(),
-        WriteMode::Overwrite,
-        Some(identity.settings.tombstone_ttl),
-    )?;
+    identity
+        .store
+        .insert(
+            key,
+            tombstone.encode(),
+            WriteMode::Overwrite,
+            Some(identity.settings.tombstone_ttl),
+        )
+        .await?;
     Ok(())
 }
 
@@ -110,8 +113,8 @@ pub struct EnsureLive<'r> {
 /// # Errors
 /// [`IdentityError`]: the store failed, the stored record is unreadable, or every
 /// compare-and-swap attempt lost a race.
-pub fn ensure_live(
-    identity: &mut Identity<'_>,
+pub async fn ensure_live(
+    identity: Identity<'_>,
     request: EnsureLive<'_>,
 ) -> Result<IdentityOutcome, IdentityError> {
     let EnsureLive {
@@ -135,14 +138,20 @@ pub fn ensure_live(
     if expect_absent {
         match identity
             .store
-            .insert(key, &fresh_bytes, WriteMode::AddOnly, ttl(fresh.created))
+            .insert(
+                key,
+                fresh_bytes.clone(),
+                WriteMode::AddOnly,
+                ttl(fresh.created),
+            )
+            .await
         {
             Ok(_) => return Ok(IdentityOutcome::Created),
             Err(StoreError::AlreadyExists) => {}
             Err(error) => return Err(error.into()),
         }
     }
-    let outcome = compare_and_swap_from(
+    let outcome = compare_and_swap_async(
         identity.store,
         key,
         &identity.settings.retry,
@@ -179,6 +188,7 @@ pub fn ensure_live(
                 },
             }
         },
-    )?;
+    )
+    .await?;
     Ok(outcome)
 }

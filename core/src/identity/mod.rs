@@ -1,7 +1,8 @@
 //! The Edge Cookie lifecycle and the identity store.
 //!
 //! - [`store`]: the [`IdentityStore`] trait hosts implement (get with a generation; add-only,
-//!   overwrite and compare-and-swap writes; delete; per-entry TTL).
+//!   overwrite and compare-and-swap writes; delete; per-entry TTL), and
+//!   [`AsyncIdentityStore`], the page pipeline's awaitable view of it.
 //! - [`retry`]: bounded compare-and-swap with jittered exponential backoff; the host supplies
 //!   only the wait ([`Backoff`]).
 //! - [`record`]: the versioned [`IdentityRecord`] and its JSON encoding.
@@ -27,11 +28,11 @@ pub use record::{
     StoredConsent, StoredSignals, Tombstone,
 };
 pub use retry::{
-    Backoff, CasError, CasStep, NoBackoff, RetryPolicy, compare_and_swap, compare_and_swap_from,
+    Backoff, CasError, CasStep, NoBackoff, RetryPolicy, compare_and_swap, compare_and_swap_async,
 };
 pub use store::{
-    Generation, IdentityStore, StoreError, Update, UpdateFn, UpdateStep, Updated, Versioned, Write,
-    WriteMode,
+    AsyncIdentityStore, Generation, IdentityStore, Inline, StoreError, StoreFuture, Update,
+    UpdateFn, UpdateStep, Updated, Versioned, Write, WriteMode,
 };
 
 /// The default tombstone time (`store.tombstone_secs`): 30 days.
@@ -57,11 +58,12 @@ impl Default for IdentitySettings {
 
 /// What [`crate::pipeline::PagePipeline::run_with_identity`] needs for the lifecycle: the
 /// store, how to wait between compare-and-swap attempts, and the settings.
+#[derive(Clone, Copy)]
 pub struct Identity<'a> {
-    /// The identity store.
-    pub store: &'a dyn IdentityStore,
+    /// The identity store ([`Inline`] for a synchronous one).
+    pub store: &'a dyn AsyncIdentityStore,
     /// The host's wait between compare-and-swap attempts.
-    pub backoff: &'a mut dyn Backoff,
+    pub backoff: &'a dyn Backoff,
     /// `[store]` settings.
     pub settings: &'a IdentitySettings,
 }

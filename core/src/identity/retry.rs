@@ -1,19 +1,28 @@
 //! Bounded compare-and-swap with jittered exponential backoff.
 //!
 //! The core has no clock, sleep or random numbers, so waiting is a [`Backoff`] the host
-//! implements in one line (sleep a uniformly random duration up to the cap it is given: "full
+//! implements in a few lines (wait a uniformly random duration up to the cap it is given: "full
 //! jitter"). The core decides how long the cap is and when to give up, so every host retries
 //! the same way.
+//!
+//! One implementation, [`compare_and_swap_async`], serves both worlds: the page pipeline awaits
+//! it over an [`AsyncIdentityStore`]; [`compare_and_swap`] runs it to completion over a
+//! synchronous [`IdentityStore`] ([`Inline`]).
 
+use std::future::ready;
 use std::time::Duration;
 
-use super::store::{IdentityStore, StoreError, Versioned, WriteMode};
+use super::store::{
+    AsyncIdentityStore, IdentityStore, Inline, StoreError, StoreFuture, Versioned, WriteMode,
+};
+use crate::task::block_on;
 
-/// How a host waits between compare-and-swap attempts.
-pub trait Backoff {
+/// How a host waits between compare-and-swap attempts: a future, so an async host waits on its
+/// timer without holding a thread; a synchronous host sleeps and returns a ready future.
+pub trait Backoff: Sync {
     /// Waits a uniformly random duration in `[0, up_to]` ("full jitter", so concurrent writers
     /// that collided spread out instead of colliding again).
-    fn pause(&mut self, up_to: Duration);
+    fn pause(&self, up_to: Duration) -> StoreFuture<'_, ()>;
 }
 
 /// A [`Backoff`] that does not wait: for tests and for hosts that cannot sleep.
@@ -21,7 +30,9 @@ pub trait Backoff {
 pub struct NoBackoff;
 
 impl Backoff for NoBackoff {
-    fn pause(&mut self, _up_to: Duration) {}
+    fn pause(&self, _up_to: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(ready(()))
+    }
 }
 
 /// How many compare-and-swap attempts are made and how long the waits between them may be.
@@ -92,6 +103,7 @@ pub enum CasError<E> {
 /// Reads `key`, lets `step` decide, and writes conditionally: add-only when the key was absent,
 /// if-generation-matches when it was present. On a lost race it waits ([`Backoff::pause`] with
 /// [`RetryPolicy::delay_cap`]) and starts again, at most `policy.max_attempts` times.
+/// Synchronous: [`compare_and_swap_async`] over [`Inline`], with a [`Backoff`] that sleeps.
 ///
 /// # Errors
 /// [`CasError::Exhausted`] when every attempt lost a race, [`CasError::Store`] when the store
@@ -100,33 +112,41 @@ pub fn compare_and_swap<T, E>(
     store: &dyn IdentityStore,
     key: &str,
     policy: &RetryPolicy,
-    backoff: &mut dyn Backoff,
+    backoff: &dyn Backoff,
     step: impl FnMut(Option<&Versioned>) -> Result<CasStep<T>, E>,
 ) -> Result<T, CasError<E>> {
-    compare_and_swap_from(store, key, policy, backoff, None, step)
+    block_on(compare_and_swap_async(
+        &Inline(store),
+        key,
+        policy,
+        backoff,
+        None,
+        step,
+    ))
 }
 
-/// [`compare_and_swap`] whose first attempt uses `first_read` (`Some(None)`: the key was read as
-/// absent) instead of reading again; later attempts read.
+/// [`compare_and_swap`] as a future over an [`AsyncIdentityStore`]; its first attempt uses
+/// `first_read` when given (`Some(None)`: the key was read as absent) instead of reading again,
+/// later attempts read.
 ///
 /// # Errors
 /// As [`compare_and_swap`].
-pub fn compare_and_swap_from<T, E>(
-    store: &dyn IdentityStore,
+pub async fn compare_and_swap_async<T, E>(
+    store: &dyn AsyncIdentityStore,
     key: &str,
     policy: &RetryPolicy,
-    backoff: &mut dyn Backoff,
+    backoff: &dyn Backoff,
     mut first_read: Option<Option<Versioned>>,
     mut step: impl FnMut(Option<&Versioned>) -> Result<CasStep<T>, E>,
 ) -> Result<T, CasError<E>> {
     let attempts = policy.max_attempts.max(1);
     for attempt in 1..=attempts {
         if attempt > 1 {
-            backoff.pause(policy.delay_cap(attempt - 1));
+            backoff.pause(policy.delay_cap(attempt - 1)).await;
         }
         let current = match first_read.take() {
             Some(read) => read,
-            None => store.get(key)?,
+            None => store.get(key).await?,
         };
         let (value, ttl, report) = match step(current.as_ref()).map_err(CasError::Step)? {
             CasStep::Leave(report) => return Ok(report),
@@ -135,7 +155,7 @@ pub fn compare_and_swap_from<T, E>(
         let mode = current.as_ref().map_or(WriteMode::AddOnly, |v| {
             WriteMode::IfGeneration(v.generation)
         });
-        match store.insert(key, &value, mode, ttl) {
+        match store.insert(key, value, mode, ttl).await {
             Ok(_) => return Ok(report),
             Err(error) if error.is_conflict() => {}
             Err(error) => return Err(error.into()),

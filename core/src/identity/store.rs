@@ -16,6 +16,8 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::{Future, ready};
+use std::pin::Pin;
 use std::time::Duration;
 
 /// The version of a stored entry. Opaque: only compared for equality.
@@ -161,8 +163,10 @@ pub struct Updated {
     pub written: Option<Generation>,
 }
 
-/// The identity store. Synchronous: hosts call the page pipeline off their async workers (a
-/// blocking pool), and Fastly KV and wasi:keyvalue are synchronous too.
+/// The identity store, synchronous: batch sync, the auction's id lookups and every backend's
+/// contract suite use it from a blocking context. The page pipeline uses [`AsyncIdentityStore`]
+/// instead; [`Inline`] adapts this trait to that one for backends that never wait (in-memory,
+/// Fastly KV, wasi:keyvalue).
 pub trait IdentityStore: Send + Sync {
     /// The unexpired entry for `key`, if any.
     ///
@@ -256,5 +260,57 @@ impl<S: IdentityStore + ?Sized> IdentityStore for &S {
     }
     fn update_many(&self, updates: Vec<Update>) -> Vec<Result<Updated, StoreError>> {
         (**self).update_many(updates)
+    }
+}
+
+/// A store operation's future. Boxed so [`AsyncIdentityStore`] stays usable as `dyn`; the box
+/// costs one small allocation per store call, next to a store round trip.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The identity store as the page pipeline uses it: the two operations of the lifecycle
+/// ([`crate::identity::lifecycle`]) as futures, so a host whose store waits (a durable commit, a
+/// network round trip) awaits them and holds no thread meanwhile. Same contract as
+/// [`IdentityStore::get`] and [`IdentityStore::insert`].
+pub trait AsyncIdentityStore: Send + Sync {
+    /// The unexpired entry for `key`, if any.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<Option<Versioned>, StoreError>>;
+
+    /// Writes `value` for `key` as `mode` allows, expiring after `ttl` (never when `None`), and
+    /// answers the new generation once the write is durable.
+    fn insert<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, Result<Generation, StoreError>>;
+}
+
+/// An [`IdentityStore`] used as an [`AsyncIdentityStore`]: each call runs on the polling thread
+/// and its future is ready at once. For stores that never wait (in-memory, Fastly KV,
+/// wasi:keyvalue) and for synchronous callers; a host must not poll it on an async runtime's
+/// worker when the store blocks.
+#[derive(Clone, Copy)]
+pub struct Inline<'s>(pub &'s dyn IdentityStore);
+
+impl fmt::Debug for Inline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inline").finish_non_exhaustive()
+    }
+}
+
+impl AsyncIdentityStore for Inline<'_> {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<Option<Versioned>, StoreError>> {
+        Box::pin(ready(self.0.get(key)))
+    }
+
+    fn insert<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, Result<Generation, StoreError>> {
+        Box::pin(ready(self.0.insert(key, &value, mode, ttl)))
     }
 }

@@ -63,6 +63,7 @@ use crate::identity::{
 use crate::policy::{
     DefaultCountry, MatchedRule, PermissionId, PermissionSet, Policy, PolicyError,
 };
+use crate::task::block_on;
 
 /// The current time, as the pipeline needs it (consent expiry). Hosts pass their wall clock;
 /// tests pass a [`FixedClock`].
@@ -317,11 +318,11 @@ impl<'p> PagePipeline<'p> {
     /// response.
     pub fn run(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
     ) -> RequestOutcome<'p> {
-        self.run_inner(request, clock, providers, None)
+        block_on(self.run_inner(request, clock, providers, None))
     }
 
     /// [`PagePipeline::run`] with the Edge Cookie lifecycle applied through an identity store
@@ -340,22 +341,25 @@ impl<'p> PagePipeline<'p> {
     ///   replaced when the request's own signals have another fingerprint.
     /// - **Not permitted**: nothing is set and nothing in the store changes.
     ///
-    /// Store calls are synchronous: call this off the async runtime's workers.
-    pub fn run_with_identity(
+    /// Store calls are awaited ([`crate::identity::AsyncIdentityStore`]); provider calls run on
+    /// the polling thread. A host without an async runtime runs it with
+    /// [`crate::task::block_on`] over [`crate::identity::Inline`].
+    pub async fn run_with_identity(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
         identity: Identity<'_>,
     ) -> RequestOutcome<'p> {
         self.run_inner(request, clock, providers, Some(identity))
+            .await
     }
 
-    fn run_inner(
+    async fn run_inner(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
         identity: Option<Identity<'_>>,
     ) -> RequestOutcome<'p> {
         if !is_page_request(request) {
@@ -369,7 +373,7 @@ impl<'p> PagePipeline<'p> {
                 response: ResponseEdits::default(),
             };
         }
-        self.outcome(self.decide(request, clock, providers, identity, None))
+        self.outcome(self.decide(request, clock, providers, identity, None).await)
     }
 
     /// Runs the pipeline for a request to one of Gatehouse's own APIs (the auction endpoint),
@@ -379,11 +383,11 @@ impl<'p> PagePipeline<'p> {
     /// Cookie); `outcome.forward` is for proxied requests and does not apply.
     pub fn run_api(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
     ) -> RequestOutcome<'p> {
-        self.outcome(self.decide(request, clock, providers, None, None))
+        self.outcome(block_on(self.decide(request, clock, providers, None, None)))
     }
 
     /// Runs the pipeline for `POST /_ts/api/v1/ec/resolve`: a client-side Edge Cookie provider's
@@ -399,17 +403,20 @@ impl<'p> PagePipeline<'p> {
     /// its identity; only when the provider refuses the carried cookie is it called a second
     /// time, with `proposed` (the one case where a provider is called twice for one request).
     ///
-    /// Store calls are synchronous: call this off the async runtime's workers.
-    pub fn run_resolve(
+    /// Store calls are awaited, as in [`PagePipeline::run_with_identity`].
+    pub async fn run_resolve(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
         identity: Option<Identity<'_>>,
         proposed: &str,
     ) -> RequestOutcome<'p> {
         let proposed = is_cookie_value(proposed).then_some(proposed);
-        self.outcome(self.decide(request, clock, providers, identity, proposed))
+        self.outcome(
+            self.decide(request, clock, providers, identity, proposed)
+                .await,
+        )
     }
 
     fn outcome(&self, decision: PageDecision<'p>) -> RequestOutcome<'p> {
@@ -462,12 +469,12 @@ impl<'p> PagePipeline<'p> {
         edits::edit_response(edits, &self.cookie.name, headers);
     }
 
-    fn decide(
+    async fn decide(
         &self,
-        request: &dyn RequestView,
-        clock: &dyn Clock,
-        providers: &mut dyn ProviderHost,
-        mut identity: Option<Identity<'_>>,
+        request: &(dyn RequestView + Sync),
+        clock: &(dyn Clock + Sync),
+        providers: &mut (dyn ProviderHost + Send),
+        identity: Option<Identity<'_>>,
         proposed: Option<&str>,
     ) -> PageDecision<'p> {
         let mut gated = Vec::new();
@@ -483,7 +490,7 @@ impl<'p> PagePipeline<'p> {
         // The cookie's entry as read for the fallback, reused by the keep step.
         let mut prefetched = None;
         if let (Some(identity), Some(key), false) = (&identity, &key, own_signals) {
-            match identity.store.get(key) {
+            match identity.store.get(key).await {
                 Ok(read) => {
                     match read.as_ref().map(|v| IdentityRecord::decode(&v.value)) {
                         Some(Ok(IdentityRecord::Live(live))) => {
@@ -575,7 +582,7 @@ impl<'p> PagePipeline<'p> {
         let withdrawal = own_signals && consent.is_explicit_withdrawal();
         let edge_cookie = match (&identity, &key) {
             (Some(identity), Some(key)) if withdrawal => {
-                identity_outcome = match lifecycle::withdraw(identity, key, now) {
+                identity_outcome = match lifecycle::withdraw(*identity, key, now).await {
                     Ok(()) => IdentityOutcome::Withdrawn,
                     Err(error) => error.into_outcome(),
                 };
@@ -628,7 +635,7 @@ impl<'p> PagePipeline<'p> {
 
         // Store the identity behind a kept or minted value.
         if let (Some(identity), EdgeCookieDecision::Keep(value) | EdgeCookieDecision::Set(value)) =
-            (identity.as_mut(), &edge_cookie)
+            (identity, &edge_cookie)
         {
             let minted = matches!(edge_cookie, EdgeCookieDecision::Set(_));
             let own_consent = own_signals.then(|| StoredConsent::from_context(&consent, now));
@@ -656,7 +663,9 @@ impl<'p> PagePipeline<'p> {
                         None
                     },
                 },
-            ) {
+            )
+            .await
+            {
                 Ok(outcome) => outcome,
                 Err(error) => error.into_outcome(),
             };

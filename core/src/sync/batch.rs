@@ -28,6 +28,7 @@ use crate::identity::{
     Backoff, IdentityRecord, IdentityStore, PartnerId, RetryPolicy, StoreError, Update, UpdateFn,
     UpdateStep, Versioned, identity_key,
 };
+use crate::task::block_on;
 
 use super::partners::Partner;
 
@@ -264,7 +265,7 @@ impl Decided {
 /// [`BatchError::StoreUnavailable`] when the store was unavailable and nothing was written.
 pub fn apply_batch(
     store: &dyn IdentityStore,
-    backoff: &mut dyn Backoff,
+    backoff: &dyn Backoff,
     settings: &BatchSettings,
     partner: &Partner,
     mappings: &[Mapping],
@@ -309,7 +310,7 @@ pub fn apply_batch(
             break;
         }
         if round > 1 {
-            backoff.pause(settings.retry.delay_cap(round - 1));
+            block_on(backoff.pause(settings.retry.delay_cap(round - 1)));
         }
         let updates = pending
             .iter()

@@ -354,8 +354,8 @@ pub struct RuntimeConfig {
     /// `inline_budget_ms`: a page pipeline whose providers' CPU budgets add up to at most this
     /// runs on the async worker that holds the request, without the hand-off to a blocking
     /// thread (every call is cut off at its CPU budget, so a misbehaving provider holds that
-    /// worker at most this long). Larger budgets, and any identity-store work, run off the
-    /// workers. `0`: always off the workers.
+    /// worker at most this long). Larger budgets run off the workers; identity-store calls are
+    /// awaited either way. `0`: always off the workers.
     #[serde(default = "default_inline_budget")]
     pub inline_budget_ms: u64,
     /// `[runtime.answer_cache]`: answers of pure providers, reused for identical inputs.

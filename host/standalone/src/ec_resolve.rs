@@ -29,15 +29,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_core::identity::Identity;
 use gatehouse_core::pipeline::{EdgeCookieDecision, is_cookie_value};
-use gatehouse_store::JitteredBackoff;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::config::{ComponentSource, ConfigError, SelectedProvider};
+use crate::identity::IdentityService;
 use crate::problem::Problem;
 use crate::server::{App, Body, HyperHeaders, HyperRequestView, SystemClock};
 
@@ -217,24 +216,25 @@ pub async fn handle(app: &Arc<App>, peer: SocketAddr, req: Request<Incoming>) ->
         ));
     }
     let chain = app.client_ip.resolve(peer.ip(), &head.headers);
-    let decide = || {
-        let view = HyperRequestView {
-            head: &head,
-            client_ip: chain.client,
-            fingerprints: &app.fingerprint_headers,
-        };
+    let view = HyperRequestView {
+        head: &head,
+        client_ip: chain.client,
+        fingerprints: &app.fingerprint_headers,
+    };
+    let decide = async {
         let mut providers = app.runtime.for_request();
-        let mut backoff = JitteredBackoff;
-        let identity = app.identity.as_ref().map(|service| Identity {
-            store: service.store(),
-            backoff: &mut backoff,
-            settings: service.settings(),
-        });
+        let identity = app.identity.as_ref().map(IdentityService::lifecycle);
         app.pipeline
             .run_resolve(&view, &SystemClock, &mut providers, identity, &value)
+            .await
     };
-    // Provider and store calls block: off the async workers, as on the page path.
-    let outcome = app.runtime.run_blocking(decide).await;
+    // Store calls are awaited; provider calls move off the async workers as on the page path.
+    let outcome = if app.runtime.has_providers() && !app.runtime.runs_inline() {
+        let handle = tokio::runtime::Handle::current();
+        app.runtime.run_blocking(|| handle.block_on(decide)).await
+    } else {
+        decide.await
+    };
     let Some(decision) = &outcome.decision else {
         // `run_resolve` always decides.
         return Problem::BadRequest.response(Some("the request could not be decided"));

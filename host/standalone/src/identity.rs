@@ -11,8 +11,13 @@
 //! - **Shared across reloads**: a redb file can be opened once per process, so [`open`] hands
 //!   out the store already open for the same file; a reload that changes `store.path` opens
 //!   the new one.
-//! - **Never on an async worker**: every store call goes through [`IdentityService::call`]
-//!   (tokio's blocking pool). Store calls block on disk (`fsync`) or the network.
+//! - **Never blocking an async worker**: the page pipeline awaits the store
+//!   ([`IdentityService::pipeline_store`], an [`AsyncIdentityStore`]). redb's writes wait for
+//!   its group commit on a oneshot channel, holding no thread; its reads are answered from its
+//!   page cache at once. Valkey's calls each run on tokio's blocking pool ([`Offloaded`]).
+//!   Every other store call (batch sync, the auction's id lookups) goes through
+//!   [`IdentityService::call`], on the blocking pool. Measured in BENCHMARKS.md ("The identity
+//!   store's cost").
 //! - **Background purge** (redb only; Valkey expires natively): every `store.purge_interval_secs`
 //!   a thread removes expired entries, and stops when the store is dropped.
 //!
@@ -24,7 +29,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    Backoff, DEFAULT_TOMBSTONE_SECS, IdentityOutcome, IdentitySettings, IdentityStore, RetryPolicy,
+    AsyncIdentityStore, Backoff, DEFAULT_TOMBSTONE_SECS, Generation, IdentityOutcome,
+    IdentitySettings, IdentityStore, RetryPolicy, StoreError, StoreFuture, Versioned, WriteMode,
 };
 use gatehouse_store::{JitteredBackoff, RedbStore, ValkeyOptions, ValkeyStore};
 use serde::Deserialize;
@@ -295,8 +301,63 @@ pub enum StoreCallError {
 #[derive(Clone)]
 pub struct IdentityService {
     store: Arc<dyn IdentityStore>,
+    /// The same store as the page pipeline awaits it.
+    pipeline_store: Arc<dyn AsyncIdentityStore>,
     settings: IdentitySettings,
     backend: &'static str,
+}
+
+/// A blocking [`IdentityStore`] as an [`AsyncIdentityStore`]: each call runs on tokio's
+/// blocking pool and the caller awaits it, so a network round trip (Valkey) never holds an
+/// async worker. Must be polled inside a tokio runtime.
+pub struct Offloaded(pub Arc<dyn IdentityStore>);
+
+impl Offloaded {
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn IdentityStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, Result<T, StoreError>> {
+        let store = Arc::clone(&self.0);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&*store))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(StoreError::Unavailable {
+                        store: "blocking pool",
+                        source: Box::new(e),
+                    })
+                })
+        })
+    }
+}
+
+impl AsyncIdentityStore for Offloaded {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<Option<Versioned>, StoreError>> {
+        let key = key.to_owned();
+        self.run(move |store| store.get(&key))
+    }
+
+    fn insert<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, Result<Generation, StoreError>> {
+        let key = key.to_owned();
+        self.run(move |store| store.insert(&key, &value, mode, ttl))
+    }
+}
+
+/// The page pipeline's compare-and-swap wait: a jittered sleep on tokio's timer, holding no
+/// thread. Must be polled inside a tokio runtime.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimerBackoff;
+
+impl Backoff for TimerBackoff {
+    fn pause(&self, up_to: Duration) -> StoreFuture<'_, ()> {
+        Box::pin(tokio::time::sleep(gatehouse_store::jittered(up_to)))
+    }
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -309,18 +370,42 @@ impl std::fmt::Debug for IdentityService {
 }
 
 impl IdentityService {
-    /// A service over any store (tests, other backends).
-    #[must_use]
+    /// A service over any store (tests, other backends). Each of the page pipeline's store
+    /// calls runs on the blocking pool ([`Offloaded`]); a backend that can wait without a
+    /// thread uses [`IdentityService::with_pipeline_store`].
     pub fn new(
         store: Arc<dyn IdentityStore>,
         settings: IdentitySettings,
         backend: &'static str,
     ) -> Self {
         Self {
+            pipeline_store: Arc::new(Offloaded(Arc::clone(&store))),
             store,
             settings,
             backend,
         }
+    }
+
+    /// A service whose page pipeline awaits `pipeline_store`, the same store as `store`.
+    #[must_use]
+    pub fn with_pipeline_store(
+        store: Arc<dyn IdentityStore>,
+        pipeline_store: Arc<dyn AsyncIdentityStore>,
+        settings: IdentitySettings,
+        backend: &'static str,
+    ) -> Self {
+        Self {
+            store,
+            pipeline_store,
+            settings,
+            backend,
+        }
+    }
+
+    /// The store as the page pipeline awaits it: never blocks the polling worker.
+    #[must_use]
+    pub fn pipeline_store(&self) -> &dyn AsyncIdentityStore {
+        &*self.pipeline_store
     }
 
     /// The store. Its calls block: use it inside [`IdentityService::call`] (or another blocking
@@ -334,6 +419,17 @@ impl IdentityService {
     #[must_use]
     pub fn settings(&self) -> &IdentitySettings {
         &self.settings
+    }
+
+    /// What the page pipeline's lifecycle needs: the awaitable store, [`TimerBackoff`] and
+    /// the settings.
+    #[must_use]
+    pub fn lifecycle(&self) -> gatehouse_core::identity::Identity<'_> {
+        gatehouse_core::identity::Identity {
+            store: self.pipeline_store(),
+            backoff: &TimerBackoff,
+            settings: &self.settings,
+        }
     }
 
     /// `redb` or `valkey`.
@@ -355,12 +451,12 @@ impl IdentityService {
     /// [`StoreCallError::Task`] when `f` panicked or the runtime shuts down.
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreCallError>
     where
-        F: FnOnce(&dyn IdentityStore, &IdentitySettings, &mut dyn Backoff) -> R + Send + 'static,
+        F: FnOnce(&dyn IdentityStore, &IdentitySettings, &dyn Backoff) -> R + Send + 'static,
         R: Send + 'static,
     {
         let service = self.clone();
         Ok(tokio::task::spawn_blocking(move || {
-            f(&*service.store, &service.settings, &mut JitteredBackoff)
+            f(&*service.store, &service.settings, &JitteredBackoff)
         })
         .await?)
     }
@@ -400,7 +496,12 @@ pub fn open(config: &StoreConfig) -> Result<Option<IdentityService>, StoreOpenEr
                         .unwrap_or(DEFAULT_PURGE_INTERVAL_SECS),
                 ),
             )?;
-            Ok(Some(IdentityService::new(store, settings, "redb")))
+            Ok(Some(IdentityService::with_pipeline_store(
+                Arc::clone(&store) as Arc<dyn IdentityStore>,
+                store,
+                settings,
+                "redb",
+            )))
         }
     }
 }
@@ -444,26 +545,24 @@ fn spawn_purge(store: Weak<RedbStore>, every: Duration) {
 }
 
 /// Runs the page pipeline with the identity lifecycle ([`PagePipeline::run_with_identity`]) and
-/// logs what the store did. Blocking: call it on the blocking pool.
+/// logs what the store did. Store calls are awaited; provider calls run on the polling thread.
 ///
 /// [`PagePipeline::run_with_identity`]: gatehouse_core::pipeline::PagePipeline::run_with_identity
-pub fn run_pipeline(
+pub async fn run_pipeline(
     app: &crate::server::App,
     identity: &IdentityService,
-    view: &dyn gatehouse_core::pipeline::RequestView,
-    providers: &mut dyn gatehouse_core::pipeline::ProviderHost,
+    view: &(dyn gatehouse_core::pipeline::RequestView + Sync),
+    providers: &mut (dyn gatehouse_core::pipeline::ProviderHost + Send),
 ) -> gatehouse_core::pipeline::RequestOutcome<'static> {
-    let mut backoff = JitteredBackoff;
-    let outcome = app.pipeline.run_with_identity(
-        view,
-        &crate::server::SystemClock,
-        providers,
-        gatehouse_core::identity::Identity {
-            store: identity.store(),
-            backoff: &mut backoff,
-            settings: identity.settings(),
-        },
-    );
+    let outcome = app
+        .pipeline
+        .run_with_identity(
+            view,
+            &crate::server::SystemClock,
+            providers,
+            identity.lifecycle(),
+        )
+        .await;
     if let Some(decision) = &outcome.decision {
         log_outcome(identity, &decision.identity);
     }

@@ -6,10 +6,10 @@
 //!
 //! Provider calls are synchronous and bounded by a per-call CPU budget, but a slow provider must
 //! not stall unrelated connections: a page request's pipeline runs through
-//! [`ProviderRuntime::run_blocking`], off the async workers, when it does store work or when its
-//! providers' CPU budgets add up to more than `runtime.inline_budget_ms`
-//! ([`ProviderRuntime::runs_inline`]); otherwise, and for requests that call no provider, it runs
-//! inline.
+//! [`ProviderRuntime::run_blocking`], off the async workers, when its providers' CPU budgets add
+//! up to more than `runtime.inline_budget_ms` ([`ProviderRuntime::runs_inline`]); otherwise, and
+//! for requests that call no provider, it runs inline. Identity-store calls are awaited either
+//! way (`identity::run_pipeline`): a request waiting for a durable write holds no thread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -331,38 +331,51 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs the page pipeline for one request: with the identity lifecycle on the blocking pool
-/// when a store is configured (store calls block), else inline.
+/// Runs the page pipeline for one request. With an identity store the pipeline awaits its
+/// store calls (a write waiting for its durable commit holds no thread); provider calls run on
+/// the polling thread, an async worker when their budgets allow ([`ProviderRuntime::runs_inline`]),
+/// else the whole run moves off the workers ([`ProviderRuntime::run_blocking`]).
+///
+/// [`ProviderRuntime::runs_inline`]: crate::runtime::ProviderRuntime::runs_inline
+/// [`ProviderRuntime::run_blocking`]: crate::runtime::ProviderRuntime::run_blocking
 async fn decide(
     app: &Arc<App>,
     head: http::request::Parts,
     client_ip: std::net::IpAddr,
 ) -> Option<(http::request::Parts, RequestOutcome<'static>)> {
-    let run = move |app: &App, head: &http::request::Parts| {
-        let view = HyperRequestView {
-            head,
-            client_ip,
-            fingerprints: &app.fingerprint_headers,
-        };
-        let mut providers = app.runtime.for_request();
-        match &app.identity {
-            Some(identity) => crate::identity::run_pipeline(app, identity, &view, &mut providers),
-            None => app.pipeline.run(&view, &SystemClock, &mut providers),
-        }
-    };
-    let page = gatehouse_core::pipeline::is_page_request(&HyperRequestView {
+    let view = HyperRequestView {
         head: &head,
         client_ip,
         fingerprints: &app.fingerprint_headers,
-    });
-    // Store calls, and provider calls whose budgets could hold a worker long, never run on an
-    // async worker: a slow provider or store must not stall unrelated connections.
-    let offload =
-        app.identity.is_some() || (app.runtime.has_providers() && !app.runtime.runs_inline());
-    let outcome = if page && offload {
-        app.runtime.run_blocking(|| run(app, &head)).await
-    } else {
-        run(app, &head)
+    };
+    let page = gatehouse_core::pipeline::is_page_request(&view);
+    // Provider calls whose budgets could hold a worker long never run on an async worker: a
+    // slow provider must not stall unrelated connections.
+    let offload = page && app.runtime.has_providers() && !app.runtime.runs_inline();
+    let outcome = match &app.identity {
+        Some(identity) => {
+            let run = async {
+                let mut providers = app.runtime.for_request();
+                crate::identity::run_pipeline(app, identity, &view, &mut providers).await
+            };
+            if offload {
+                let handle = tokio::runtime::Handle::current();
+                app.runtime.run_blocking(|| handle.block_on(run)).await
+            } else {
+                run.await
+            }
+        }
+        None => {
+            let run = || {
+                let mut providers = app.runtime.for_request();
+                app.pipeline.run(&view, &SystemClock, &mut providers)
+            };
+            if offload {
+                app.runtime.run_blocking(run).await
+            } else {
+                run()
+            }
+        }
     };
     Some((head, outcome))
 }

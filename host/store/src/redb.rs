@@ -12,6 +12,16 @@
 //!   one instead of queueing for one each. Each caller still waits for the commit that holds
 //!   its write before it returns, so an acknowledged write is durable. Reads do not go through
 //!   the writer: they see the last commit.
+//! - **Async callers hold no thread**: as an [`AsyncIdentityStore`] (the page pipeline's view),
+//!   a write's future waits for the writer's answer on a oneshot channel, so a request waiting
+//!   for its commit costs no thread and no hand-off; a read is answered at once, on the polling
+//!   thread, from redb's in-memory page cache (a read that misses the cache reads the file with
+//!   one `pread`; no read ever waits for the writer or an `fsync`).
+//! - **Async callers hold no thread**: as an [`AsyncIdentityStore`] (the page pipeline's view),
+//!   a write's future waits for the writer's answer on a oneshot channel, so a request waiting
+//!   for its commit costs no thread and no hand-off; a read is answered at once, on the polling
+//!   thread, from redb's in-memory page cache (a read that misses the cache reads the file with
+//!   one `pread`; no read ever waits for the writer or an `fsync`).
 //! - **Compare-and-swap**: redb runs one write transaction at a time, and each write reads the
 //!   entry, checks the [`WriteMode`] and writes inside that transaction, so checks and writes
 //!   never interleave.
@@ -24,18 +34,22 @@
 //! Entry layout (the value of table `identity`): generation (u64 LE), expiry in Unix
 //! milliseconds (u64 LE, 0 = never), then the record bytes.
 
+use std::future::ready;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    Generation, IdentityStore, StoreError, Update, UpdateStep, Updated, Versioned, Write, WriteMode,
+    AsyncIdentityStore, Generation, IdentityStore, StoreError, StoreFuture, Update, UpdateStep,
+    Updated, Versioned, Write, WriteMode,
 };
+use gatehouse_core::task::block_on;
 use redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
     TableDefinition,
 };
+use tokio::sync::oneshot;
 
 use crate::{now_millis, ttl_millis};
 
@@ -81,7 +95,7 @@ struct Writer {
 /// One caller's writes and where their results go.
 struct Job {
     ops: Vec<Op>,
-    reply: mpsc::SyncSender<Vec<Result<Updated, StoreError>>>,
+    reply: oneshot::Sender<Vec<Result<Updated, StoreError>>>,
 }
 
 /// One write.
@@ -185,17 +199,31 @@ impl RedbStore {
         })
     }
 
-    /// Queues `ops` for the writer and waits for the commit that holds them.
+    /// Queues `ops` for the writer and waits (parking the thread) for the commit that holds
+    /// them.
     fn submit(&self, ops: Vec<Op>) -> Vec<Result<Updated, StoreError>> {
+        block_on(self.submit_async(ops))
+    }
+
+    /// Queues `ops` for the writer; the future answers once the commit that holds them is
+    /// durable. Queueing happens now, not at the first poll, so writes keep their call order.
+    fn submit_async(
+        &self,
+        ops: Vec<Op>,
+    ) -> impl Future<Output = Vec<Result<Updated, StoreError>>> + Send + 'static {
         let count = ops.len();
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (reply, answer) = oneshot::channel();
         let sent = self
             .writer
             .as_ref()
             .is_some_and(|w| w.jobs.send(Job { ops, reply }).is_ok());
-        match sent.then(|| answer.recv().ok()).flatten() {
-            Some(results) => results,
-            None => (0..count).map(|_| Err(writer_gone())).collect(),
+        async move {
+            match sent {
+                true => answer
+                    .await
+                    .unwrap_or_else(|_| (0..count).map(|_| Err(writer_gone())).collect()),
+                false => (0..count).map(|_| Err(writer_gone())).collect(),
+            }
         }
     }
 
@@ -264,15 +292,13 @@ impl IdentityStore for RedbStore {
         mode: WriteMode,
         ttl: Option<Duration>,
     ) -> Result<Generation, StoreError> {
-        self.submit(vec![Op::Insert {
-            key: key.to_owned(),
-            value: value.to_vec(),
+        block_on(AsyncIdentityStore::insert(
+            self,
+            key,
+            value.to_vec(),
             mode,
             ttl,
-        }])
-        .pop()
-        .unwrap_or_else(|| Err(writer_gone()))
-        .map(|done| done.written.unwrap_or(Generation::new(0)))
+        ))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -311,6 +337,35 @@ impl IdentityStore for RedbStore {
             return Vec::new();
         }
         self.submit(updates.into_iter().map(Op::Update).collect())
+    }
+}
+
+/// The page pipeline's view: reads at once, writes answered by the group commit without
+/// holding the caller's thread.
+impl AsyncIdentityStore for RedbStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Result<Option<Versioned>, StoreError>> {
+        Box::pin(ready(IdentityStore::get(self, key)))
+    }
+
+    fn insert<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        mode: WriteMode,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, Result<Generation, StoreError>> {
+        let done = self.submit_async(vec![Op::Insert {
+            key: key.to_owned(),
+            value,
+            mode,
+            ttl,
+        }]);
+        Box::pin(async move {
+            done.await
+                .pop()
+                .unwrap_or_else(|| Err(writer_gone()))
+                .map(|done| done.written.unwrap_or(Generation::new(0)))
+        })
     }
 }
 

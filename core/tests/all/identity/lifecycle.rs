@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use gatehouse_core::identity::{
     DEFAULT_TOMBSTONE_SECS, Identity, IdentityError, IdentityOutcome, IdentityRecord,
-    IdentitySettings, LiveIdentity, RecordError, StoreError, StoredConsent, Tombstone, WriteMode,
-    identity_key,
+    IdentitySettings, Inline, LiveIdentity, RecordError, StoreError, StoredConsent, Tombstone,
+    WriteMode, identity_key,
 };
 use gatehouse_core::pipeline::{DeviceClass, EcOutput, EdgeCookieDecision, RequestOutcome};
+use gatehouse_core::task::block_on;
 
 use super::memory::{MemoryStore, RecordingBackoff};
 use crate::pipeline::support::{
@@ -23,17 +24,17 @@ fn run_with(
     providers: &mut Mock,
     settings: &IdentitySettings,
 ) -> (RequestOutcome<'static>, RecordingBackoff) {
-    let mut backoff = RecordingBackoff::default();
-    let outcome = pipeline("US").run_with_identity(
+    let backoff = RecordingBackoff::default();
+    let outcome = block_on(pipeline("US").run_with_identity(
         view,
         &CLOCK,
         providers,
         Identity {
-            store,
-            backoff: &mut backoff,
+            store: &Inline(store),
+            backoff: &backoff,
             settings,
         },
-    );
+    ));
     (outcome, backoff)
 }
 
@@ -302,17 +303,17 @@ fn store_unavailable_sets_no_cookie_and_no_provider_header() {
     let mut settings = gatehouse_core::pipeline::PipelineSettings::new("US");
     settings.edge_cookie.allowed_headers = vec!["x-ec".into()];
     let pipeline = crate::pipeline::support::pipeline_with(settings);
-    let mut backoff = RecordingBackoff::default();
-    let outcome = pipeline.run_with_identity(
+    let backoff = RecordingBackoff::default();
+    let outcome = block_on(pipeline.run_with_identity(
         &View::page(),
         &CLOCK,
         &mut providers,
         Identity {
-            store: &store,
-            backoff: &mut backoff,
+            store: &Inline(&store),
+            backoff: &backoff,
             settings: &IdentitySettings::default(),
         },
-    );
+    ));
     let decision = outcome.decision.expect("page");
     assert_eq!(decision.edge_cookie, EdgeCookieDecision::StoreUnavailable);
     match &decision.identity {
@@ -327,16 +328,16 @@ fn store_unavailable_sets_no_cookie_and_no_provider_header() {
 
     // The same request with the store up sets the cookie and the header.
     store.set_unavailable(false);
-    let outcome = pipeline.run_with_identity(
+    let outcome = block_on(pipeline.run_with_identity(
         &View::page(),
         &CLOCK,
         &mut providers,
         Identity {
-            store: &store,
-            backoff: &mut backoff,
+            store: &Inline(&store),
+            backoff: &backoff,
             settings: &IdentitySettings::default(),
         },
-    );
+    ));
     assert!(outcome.response.set_cookie.is_some());
     assert_eq!(outcome.response.headers.len(), 1);
 }
@@ -445,7 +446,7 @@ fn consent_refresh_retries_lost_races_with_backoff() {
         IdentityOutcome::ConsentRefreshed
     ));
     assert_eq!(
-        backoff.0,
+        backoff.caps(),
         [settings.retry.delay_cap(1), settings.retry.delay_cap(2)]
     );
 }
@@ -592,4 +593,25 @@ fn non_page_request_never_touches_the_store() {
         store.record(&identity_key(KEPT)),
         Some(IdentityRecord::Live(_))
     ));
+}
+
+/// The lifecycle's future may move between an async runtime's worker threads (a host awaits it
+/// inside a spawned task): a compile-time check, the future is built and dropped unpolled.
+#[test]
+fn the_pipeline_future_is_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let store = MemoryStore::at(NOW);
+    let backoff = RecordingBackoff::default();
+    let settings = IdentitySettings::default();
+    let view = View::page();
+    let mut providers = Mock::standard(Some("US"), None);
+    let pipeline = pipeline("US");
+    let inline = Inline(&store);
+    let identity = Identity {
+        store: &inline,
+        backoff: &backoff,
+        settings: &settings,
+    };
+    assert_send(pipeline.run_with_identity(&view, &CLOCK, &mut providers, identity));
+    assert_send(pipeline.run_resolve(&view, &CLOCK, &mut providers, Some(identity), "v"));
 }

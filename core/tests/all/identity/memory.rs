@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use gatehouse_core::identity::{
-    Backoff, Generation, IdentityRecord, IdentityStore, StoreError, Versioned, WriteMode,
+    Backoff, Generation, IdentityRecord, IdentityStore, StoreError, StoreFuture, Versioned,
+    WriteMode,
 };
 
 #[derive(Clone, Debug)]
@@ -203,10 +204,18 @@ impl IdentityStore for MemoryStore {
 
 /// A backoff that records the caps it was asked to wait for.
 #[derive(Default)]
-pub struct RecordingBackoff(pub Vec<Duration>);
+pub struct RecordingBackoff(std::sync::Mutex<Vec<Duration>>);
+
+impl RecordingBackoff {
+    /// The caps asked for, in order.
+    pub fn caps(&self) -> Vec<Duration> {
+        self.0.lock().expect("backoff log").clone()
+    }
+}
 
 impl Backoff for RecordingBackoff {
-    fn pause(&mut self, up_to: Duration) {
-        self.0.push(up_to);
+    fn pause(&self, up_to: Duration) -> StoreFuture<'_, ()> {
+        self.0.lock().expect("backoff log").push(up_to);
+        Box::pin(std::future::ready(()))
     }
 }

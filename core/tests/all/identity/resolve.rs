@@ -3,9 +3,10 @@
 //! page-request mint.
 
 use gatehouse_core::identity::{
-    Identity, IdentityOutcome, IdentityRecord, IdentitySettings, WriteMode, identity_key,
+    Identity, IdentityOutcome, IdentityRecord, IdentitySettings, Inline, WriteMode, identity_key,
 };
 use gatehouse_core::pipeline::{EcOutput, EdgeCookieDecision, RequestOutcome};
+use gatehouse_core::task::block_on;
 
 use super::memory::{MemoryStore, RecordingBackoff};
 use crate::pipeline::support::{CLOCK, Mock, NOW, View, pipeline, tc_string};
@@ -29,18 +30,18 @@ fn resolve(
     providers: &mut Mock,
     posted: &str,
 ) -> RequestOutcome<'static> {
-    let mut backoff = RecordingBackoff::default();
-    pipeline("US").run_resolve(
+    let backoff = RecordingBackoff::default();
+    block_on(pipeline("US").run_resolve(
         view,
         &CLOCK,
         providers,
         Some(Identity {
-            store,
-            backoff: &mut backoff,
+            store: &Inline(store),
+            backoff: &backoff,
             settings: &IdentitySettings::default(),
         }),
         posted,
-    )
+    ))
 }
 
 fn post() -> View {
@@ -184,17 +185,17 @@ fn a_page_request_calls_the_provider_once_even_when_it_refuses_the_cookie() {
     let store = MemoryStore::at(NOW);
     let view = View::page().header("cookie", "ts-ec=bad-from-another-provider");
     let mut providers = client_side();
-    let mut backoff = RecordingBackoff::default();
-    let outcome = pipeline("US").run_with_identity(
+    let backoff = RecordingBackoff::default();
+    let outcome = block_on(pipeline("US").run_with_identity(
         &view,
         &CLOCK,
         &mut providers,
         Identity {
-            store: &store,
-            backoff: &mut backoff,
+            store: &Inline(&store),
+            backoff: &backoff,
             settings: &IdentitySettings::default(),
         },
-    );
+    ));
     assert_eq!(
         outcome.decision.expect("page").edge_cookie,
         EdgeCookieDecision::NoneFromProvider

@@ -26,17 +26,17 @@ fn compare_and_swap_retries_lost_races_with_growing_waits() {
     let store = MemoryStore::at(0);
     store.put_raw("k", b"1");
     store.race(3);
-    let mut backoff = RecordingBackoff::default();
+    let backoff = RecordingBackoff::default();
     let policy = RetryPolicy::default();
     let result: Result<&str, CasError<()>> =
-        compare_and_swap(&store, "k", &policy, &mut backoff, |current| {
+        compare_and_swap(&store, "k", &policy, &backoff, |current| {
             assert!(current.is_some());
             Ok(CasStep::Write(b"2".to_vec(), None, "written"))
         });
     assert_eq!(result.expect("fourth attempt lands"), "written");
     assert_eq!(store.entry("k").expect("entry").value, b"2");
     assert_eq!(
-        backoff.0,
+        backoff.caps(),
         [
             policy.delay_cap(1),
             policy.delay_cap(2),
@@ -50,12 +50,12 @@ fn compare_and_swap_gives_up_after_max_attempts_with_a_clear_error() {
     let store = MemoryStore::at(0);
     store.put_raw("k", b"1");
     store.race(100);
-    let mut backoff = RecordingBackoff::default();
+    let backoff = RecordingBackoff::default();
     let policy = RetryPolicy {
         max_attempts: 4,
         ..RetryPolicy::default()
     };
-    let error = compare_and_swap::<(), ()>(&store, "k", &policy, &mut backoff, |_| {
+    let error = compare_and_swap::<(), ()>(&store, "k", &policy, &backoff, |_| {
         Ok(CasStep::Write(b"2".to_vec(), None, ()))
     })
     .expect_err("every attempt loses");
@@ -64,17 +64,17 @@ fn compare_and_swap_gives_up_after_max_attempts_with_a_clear_error() {
         error.to_string(),
         "compare-and-swap gave up after 4 attempts: other writers kept changing the entry"
     );
-    assert_eq!(backoff.0.len(), 3);
+    assert_eq!(backoff.caps().len(), 3);
     assert_eq!(store.writes().len(), 4);
 }
 
 #[test]
 fn compare_and_swap_adds_only_when_absent_and_swaps_on_the_read_generation() {
     let store = MemoryStore::at(0);
-    let mut backoff = RecordingBackoff::default();
+    let backoff = RecordingBackoff::default();
     let policy = RetryPolicy::default();
     for _ in 0..2 {
-        compare_and_swap::<(), ()>(&store, "k", &policy, &mut backoff, |_| {
+        compare_and_swap::<(), ()>(&store, "k", &policy, &backoff, |_| {
             Ok(CasStep::Write(b"v".to_vec(), None, ()))
         })
         .expect("write");
@@ -82,17 +82,16 @@ fn compare_and_swap_adds_only_when_absent_and_swaps_on_the_read_generation() {
     let writes = store.writes();
     assert_eq!(writes[0], WriteMode::AddOnly);
     assert!(matches!(writes[1], WriteMode::IfGeneration(_)));
-    assert!(backoff.0.is_empty());
+    assert!(backoff.caps().is_empty());
 }
 
 #[test]
 fn compare_and_swap_leave_writes_nothing() {
     let store = MemoryStore::at(0);
-    let mut backoff = RecordingBackoff::default();
-    let out =
-        compare_and_swap::<u8, ()>(&store, "k", &RetryPolicy::default(), &mut backoff, |_| {
-            Ok(CasStep::Leave(7))
-        });
+    let backoff = RecordingBackoff::default();
+    let out = compare_and_swap::<u8, ()>(&store, "k", &RetryPolicy::default(), &backoff, |_| {
+        Ok(CasStep::Leave(7))
+    });
     assert_eq!(out.expect("left"), 7);
     assert!(store.writes().is_empty());
 }

@@ -105,7 +105,7 @@ impl Call {
     }
 }
 
-type EcBehaviour = Box<dyn Fn(Option<&str>) -> Result<EcOutput, ProviderFailure>>;
+type EcBehaviour = Box<dyn Fn(Option<&str>) -> Result<EcOutput, ProviderFailure> + Send + Sync>;
 
 /// A provider host whose answers are set by the test and which records every call.
 pub struct Mock {
@@ -171,7 +171,7 @@ impl Mock {
 
     pub fn with_ec(
         mut self,
-        behaviour: impl Fn(Option<&str>) -> Result<EcOutput, ProviderFailure> + 'static,
+        behaviour: impl Fn(Option<&str>) -> Result<EcOutput, ProviderFailure> + Send + Sync + 'static,
     ) -> Self {
         self.ec = Some((
             spec(&["store-on-device"], &[Read::ClientIp, Read::UserAgent]),

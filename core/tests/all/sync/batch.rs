@@ -81,7 +81,7 @@ fn mapping(ec_id: &str, uid: &str, timestamp: u64) -> Mapping {
 }
 
 fn apply(store: &dyn IdentityStore, mappings: &[Mapping]) -> Result<BatchResult, BatchError> {
-    apply_batch(store, &mut NoBackoff, &settings(), &ssp(), mappings, NOW)
+    apply_batch(store, &NoBackoff, &settings(), &ssp(), mappings, NOW)
 }
 
 fn synced(store: &MemoryStore, ec_id: &str, partner: &str) -> Option<PartnerId> {
@@ -412,7 +412,7 @@ fn shuffled_batches_from_two_partners_end_with_each_partners_greatest_timestamp(
                 .iter()
                 .map(|t| mapping(&ec("aaaaaa"), &format!("{}-{t}", partner.id), NOW - 100 + t))
                 .collect();
-            let result = apply_batch(&store, &mut NoBackoff, &settings(), partner, &mappings, NOW)
+            let result = apply_batch(&store, &NoBackoff, &settings(), partner, &mappings, NOW)
                 .expect("applied");
             assert!(result.all_accepted());
         }

@@ -206,7 +206,7 @@ pub fn concurrent_compare_and_swap_loses_no_update(store: &dyn IdentityStore) {
                         store,
                         "ec:counter",
                         &policy,
-                        &mut JitteredBackoff,
+                        &JitteredBackoff,
                         |current| {
                             let n = current.map_or(0, |v| {
                                 u64::from_le_bytes(v.value.as_slice().try_into().expect("8 bytes"))

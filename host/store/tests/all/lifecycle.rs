@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use std::sync::Barrier;
 
 use gatehouse_core::identity::{
-    Identity, IdentityOutcome, IdentityRecord, IdentitySettings, IdentityStore, identity_key,
+    AsyncIdentityStore, Identity, IdentityOutcome, IdentityRecord, IdentitySettings, IdentityStore,
+    Inline, identity_key,
 };
 use gatehouse_core::pipeline::{
     Classification, EcOutput, EdgeCookieDecision, Evidence, FixedClock, Location, PagePipeline,
@@ -14,6 +15,7 @@ use gatehouse_core::pipeline::{
 };
 use gatehouse_core::policy::Policy;
 use gatehouse_core::provider::Reads;
+use gatehouse_core::task::block_on;
 use gatehouse_store::{JitteredBackoff, RedbStore, ValkeyOptions, ValkeyStore};
 
 use super::server::Server;
@@ -98,22 +100,24 @@ fn page(headers: &[(&'static str, &str)]) -> Request {
     Request(all)
 }
 
-fn run(store: &dyn IdentityStore, request: &Request) -> RequestOutcome<'static> {
-    pipeline().run_with_identity(
+/// One page request through the lifecycle, run to completion on this thread. redb is passed
+/// as itself (its writes' futures wait for the group commit), Valkey through [`Inline`].
+fn run(store: &dyn AsyncIdentityStore, request: &Request) -> RequestOutcome<'static> {
+    block_on(pipeline().run_with_identity(
         request,
         &FixedClock(NOW),
         &mut Deterministic::new(),
         Identity {
             store,
-            backoff: &mut JitteredBackoff,
+            backoff: &JitteredBackoff,
             settings: &IdentitySettings::default(),
         },
-    )
+    ))
 }
 
 /// 200 first requests at once for one identity: every response sets the value, one request
 /// created the record, the others found it.
-fn concurrent_first_requests_create_one_record(store: &dyn IdentityStore) {
+fn concurrent_first_requests_create_one_record(store: &dyn AsyncIdentityStore) {
     const REQUESTS: usize = 200;
     let barrier = Barrier::new(REQUESTS);
     let outcomes: Vec<_> = std::thread::scope(|scope| {
@@ -147,8 +151,7 @@ fn concurrent_first_requests_create_one_record(store: &dyn IdentityStore) {
             .iter()
             .all(|(d, _)| *d == EdgeCookieDecision::Set(VALUE.into()))
     );
-    let stored = store
-        .get(&identity_key(VALUE))
+    let stored = block_on(store.get(&identity_key(VALUE)))
         .expect("get")
         .expect("one record");
     assert!(matches!(
@@ -169,7 +172,7 @@ fn concurrent_first_requests_create_one_record_on_redb() {
 fn concurrent_first_requests_create_one_record_on_valkey() {
     let server = Server::start();
     let store = ValkeyStore::connect(&server.url(), ValkeyOptions::default()).expect("connect");
-    concurrent_first_requests_create_one_record(&store);
+    concurrent_first_requests_create_one_record(&Inline(&store));
 }
 
 #[test]
@@ -203,19 +206,22 @@ fn two_nodes_sharing_one_valkey_share_mint_withdrawal_and_revival() {
     let cookie = format!("ts-ec={VALUE}");
 
     // A mints (with a consent signal); B sees the record and its consent.
-    let minted = run(&node_a, &page(&[("cookie", "us_privacy=1YNN")]));
+    let minted = run(&Inline(&node_a), &page(&[("cookie", "us_privacy=1YNN")]));
     assert!(matches!(
         minted.decision.expect("page").identity,
         IdentityOutcome::Created
     ));
-    let on_b = run(&node_b, &page(&[("cookie", &cookie)]))
+    let on_b = run(&Inline(&node_b), &page(&[("cookie", &cookie)]))
         .decision
         .expect("page");
     assert!(matches!(on_b.identity, IdentityOutcome::Existing));
     assert!(on_b.consent_from_store);
 
     // B receives a GPC withdrawal; A then finds the tombstone (no consent to fall back to).
-    let withdrawn = run(&node_b, &page(&[("cookie", &cookie), ("sec-gpc", "1")]));
+    let withdrawn = run(
+        &Inline(&node_b),
+        &page(&[("cookie", &cookie), ("sec-gpc", "1")]),
+    );
     assert_eq!(
         withdrawn.decision.expect("page").edge_cookie,
         EdgeCookieDecision::Withdrawn
@@ -229,7 +235,7 @@ fn two_nodes_sharing_one_valkey_share_mint_withdrawal_and_revival() {
     ));
 
     // A permitted request on A revives the identity through compare-and-swap.
-    let revived = run(&node_a, &page(&[])).decision.expect("page");
+    let revived = run(&Inline(&node_a), &page(&[])).decision.expect("page");
     assert_eq!(revived.edge_cookie, EdgeCookieDecision::Set(VALUE.into()));
     assert!(matches!(revived.identity, IdentityOutcome::Revived));
 }
