@@ -339,11 +339,11 @@ fn send_to_origin(
         .map_err(|e| unavailable(describe_error(&e)))?;
     // The visitor's body streams to the origin after the request started, so a large body never
     // waits on a full pipe.
-    if let Ok(incoming_body) = request.consume() {
-        if let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write()) {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.flush();
-        }
+    if let Ok(incoming_body) = request.consume()
+        && let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write())
+    {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.flush();
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
     future.subscribe().block();
@@ -384,11 +384,11 @@ fn stream_response(
         return;
     };
     ResponseOutparam::set(out, Ok(response));
-    if let Ok(incoming_body) = upstream.consume() {
-        if let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write()) {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.flush();
-        }
+    if let Ok(incoming_body) = upstream.consume()
+        && let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write())
+    {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.flush();
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
 }
