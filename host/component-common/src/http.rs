@@ -150,6 +150,43 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A header list as the composed hosts hold it between the platform's types and the core's
+/// edits: lowercase names, in order, values as bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderList(pub Vec<(String, Vec<u8>)>);
+
+impl HeaderList {
+    /// Removes the hop-by-hop headers and the ones `connection` lists.
+    pub fn strip_hop_by_hop(&mut self) {
+        let listed: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(n, _)| n == "connection")
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+            .collect();
+        self.0.retain(|(name, _)| {
+            !HOP_BY_HOP.contains(&name.as_str()) && !listed.iter().any(|l| l == name)
+        });
+    }
+}
+
+impl gatehouse_core::pipeline::EditableHeaders for HeaderList {
+    fn values(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+    fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| n != name);
+    }
+    fn append(&mut self, name: &str, value: &[u8]) {
+        self.0.push((name.to_ascii_lowercase(), value.to_vec()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

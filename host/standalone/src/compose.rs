@@ -1,11 +1,11 @@
-//! `gatehouse compose --config FILE --target wasi-http -o app.wasm`: one deployable component
-//! from the same TOML `serve` reads, the prebuilt wasi:http host component and the configured
-//! provider components.
+//! `gatehouse compose --config FILE --target fastly|wasi-http -o app.wasm`: one deployable
+//! component from the same TOML `serve` reads, the target's prebuilt host component (Fastly:
+//! `host/fastly`; wasi:http: `host/wasi-http`) and the configured provider components.
 //!
 //! What compose decides, in order, for each configured provider (refusing with the provider's
 //! name and config key):
 //! 1. its bytes: a bundled provider, or the `path` file whose sha256 must equal the pinned one;
-//! 2. its imports: only what the target may give a composed provider ([`wasi_http_allows`]);
+//! 2. its imports: only what the target may give a composed provider ([`Target::allows`]);
 //!    every other import is listed;
 //! 3. its manifest: `describe` runs in the embedded wasmtime sandbox, and the manifest is
 //!    validated by the core against the policy and the target's rules (an unknown permission, a
@@ -13,7 +13,8 @@
 //!
 //! Then it writes the deployment document ([`Deployment`]: policy, default country, cookie,
 //! consent and origin settings, the validated manifests, literal settings; `{ env = "VAR" }`
-//! settings only by their `wasi:config` key, never their value), wraps it in a generated
+//! settings only by their run-time key (`wasi:config`, or Fastly's secret store), never their
+//! value), wraps it in a generated
 //! data-only component, and plugs that, the providers (or a placeholder for an unconfigured
 //! kind) into the host component with `wac-graph`.
 //!
@@ -40,6 +41,18 @@ use crate::runtime::{self, LoadError, Sandbox, read_pinned, sha256_hex};
 /// The prebuilt wasi:http host component (`host/wasi-http`), built by this crate's build script.
 const WASI_HTTP_HOST: &[u8] = include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_HOST_WASI_HTTP"));
 
+/// The prebuilt Fastly host component (`host/fastly`, a `wasm32-wasip1` program adapted with
+/// Viceroy's adapter), built by this crate's build script.
+const FASTLY_HOST: &[u8] = include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_HOST_FASTLY"));
+
+/// The Fastly secret store the Fastly host reads `{ env = "VAR" }` settings from
+/// (`host/fastly`'s `SECRET_STORE`).
+pub const FASTLY_SECRET_STORE: &str = "gatehouse";
+
+/// The Fastly backend the Fastly host sends the origin's requests to (`host/fastly`'s
+/// `ORIGIN_BACKEND`).
+pub const FASTLY_ORIGIN_BACKEND: &str = "origin";
+
 /// The placeholder plugged into the import of a kind with no provider (`host/absent-provider`).
 const ABSENT_PROVIDER: &[u8] =
     include_bytes!(env!("GATEHOUSE_COMPONENT_GATEHOUSE_ABSENT_PROVIDER"));
@@ -54,6 +67,8 @@ const KINDS: [ProviderKind; 3] = [
 /// What compose can build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
+    /// A Fastly Compute component (`fastly compute deploy`, Viceroy locally).
+    Fastly,
     /// A `wasi:http/proxy` component (`wasmtime serve`, Spin, other wasi:http platforms).
     WasiHttp,
 }
@@ -63,9 +78,56 @@ impl Target {
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
+            Self::Fastly => "fastly",
             Self::WasiHttp => "wasi-http",
         }
     }
+
+    /// Whether a composed provider may import `name` on this target.
+    #[must_use]
+    pub fn allows(self, name: &str) -> bool {
+        match self {
+            Self::Fastly => fastly_allows(name),
+            Self::WasiHttp => wasi_http_allows(name),
+        }
+    }
+
+    /// The prebuilt host component.
+    fn host_component(self) -> &'static [u8] {
+        match self {
+            Self::Fastly => FASTLY_HOST,
+            Self::WasiHttp => WASI_HTTP_HOST,
+        }
+    }
+
+    /// What holds the `{ env = .. }` settings at run time, for messages.
+    fn run_time_store(self) -> String {
+        match self {
+            Self::Fastly => format!("Fastly secret store `{FASTLY_SECRET_STORE}` key"),
+            Self::WasiHttp => "wasi:config key".to_owned(),
+        }
+    }
+}
+
+/// Whether a composed provider may import `name` on the Fastly target.
+///
+/// On Fastly a composed provider's WASI imports are satisfied by the platform's WASI 0.2 (through
+/// the same adapter the host uses), shared with the host component. So it may import what
+/// computes, tells the time or writes to the platform's log (`wasi:random`, `wasi:clocks`,
+/// `wasi:io`, `wasi:cli`, which std Rust needs) and the type-only `gatehouse:provider/types`.
+/// It may not import Fastly's own ABI (`fastly:compute/*`: backends, the secret, config and KV
+/// stores, geolocation), nor `wasi:http`, `wasi:config`, `wasi:keyvalue`, `wasi:sockets`,
+/// `wasi:filesystem` or anything else: what a provider learns is the evidence the core passes it.
+#[must_use]
+pub fn fastly_allows(name: &str) -> bool {
+    const ALLOWED: &[&str] = &[
+        "wasi:random/",
+        "wasi:clocks/",
+        "wasi:io/",
+        "wasi:cli/",
+        "gatehouse:provider/types@",
+    ];
+    ALLOWED.iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// Whether a composed provider may import `name` on the wasi:http target.
@@ -158,8 +220,10 @@ pub struct Composed {
     pub bytes: Vec<u8>,
     /// The embedded deployment document.
     pub deployment: Deployment,
-    /// `(wasi:config key, environment variable)` of each `{ env = .. }` setting: the values to
-    /// supply at run time.
+    /// The target composed for.
+    pub target: Target,
+    /// `(run-time key, environment variable)` of each `{ env = .. }` setting: the values to
+    /// supply at run time (a `wasi:config` key, or a key of Fastly's secret store).
     pub config_vars: Vec<(String, String)>,
     /// `{ env = .. }` settings whose variable was unset at compose time, so `describe` saw a
     /// placeholder (config keys).
@@ -167,16 +231,67 @@ pub struct Composed {
 }
 
 impl Composed {
-    /// The command that serves `output` locally with `wasmtime serve`.
+    /// The command that serves `output` locally: `wasmtime serve` for wasi:http, Viceroy (with
+    /// the [`Composed::viceroy_config`] file `fastly.toml` next to it) for Fastly.
     #[must_use]
     pub fn serve_command(&self, output: &Path) -> String {
-        let mut command = String::from("wasmtime serve -Scli -Sconfig");
-        for (key, var) in &self.config_vars {
-            command.push_str(&format!(" -Sconfig-var={key}=\"${var}\""));
+        match self.target {
+            Target::WasiHttp => {
+                let mut command = String::from("wasmtime serve -Scli -Sconfig");
+                for (key, var) in &self.config_vars {
+                    command.push_str(&format!(" -Sconfig-var={key}=\"${var}\""));
+                }
+                command.push_str(&format!(" --addr=127.0.0.1:8080 {}", output.display()));
+                command
+            }
+            Target::Fastly => format!(
+                "viceroy serve -C fastly.toml --addr 127.0.0.1:7676 {}",
+                output.display()
+            ),
         }
-        command.push_str(&format!(" --addr=127.0.0.1:8080 {}", output.display()));
-        command
     }
+
+    /// For Fastly: the `[local_server]` tables of the `fastly.toml` Viceroy needs: the
+    /// [`FASTLY_ORIGIN_BACKEND`] backend (unless the origin is `builtin:demo`) and the
+    /// [`FASTLY_SECRET_STORE`] secret store, whose entries read the same environment variables
+    /// the config names. `None` for wasi:http.
+    #[must_use]
+    pub fn viceroy_config(&self) -> Option<String> {
+        if self.target != Target::Fastly {
+            return None;
+        }
+        let mut text =
+            String::from("manifest_version = 3\nlanguage = \"other\"\n\n[local_server]\n");
+        let origin = &self.deployment.origin;
+        if origin.url != "builtin:demo" {
+            text.push_str(&format!(
+                "\n[local_server.backends.{FASTLY_ORIGIN_BACKEND}]\nurl = {}\n",
+                toml_string(&origin.url)
+            ));
+        }
+        text.push_str("\n[local_server.secret_stores]\n");
+        let entries: Vec<String> = self
+            .config_vars
+            .iter()
+            .map(|(key, var)| {
+                format!(
+                    "{{ key = {}, env = {} }}",
+                    toml_string(key),
+                    toml_string(var)
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "{FASTLY_SECRET_STORE} = [{}]\n",
+            entries.join(", ")
+        ));
+        Some(text)
+    }
+}
+
+/// `value` as a TOML basic string.
+fn toml_string(value: &str) -> String {
+    toml::Value::String(value.to_owned()).to_string()
 }
 
 /// One provider table of the config, with its settings not resolved.
@@ -253,7 +368,7 @@ struct ProviderSettings {
     placeholders: Vec<String>,
 }
 
-fn provider_settings(sel: &Selected<'_>) -> Result<ProviderSettings, ComposeError> {
+fn provider_settings(sel: &Selected<'_>, target: Target) -> Result<ProviderSettings, ComposeError> {
     let mut out = ProviderSettings {
         documented: Vec::new(),
         for_describe: Vec::new(),
@@ -281,7 +396,7 @@ fn provider_settings(sel: &Selected<'_>) -> Result<ProviderSettings, ComposeErro
                     ConfigError::invalid(
                         format!("{}.{key}", sel.key),
                         format!(
-                            "environment variable `{env}` cannot name a wasi:config key (ASCII letters, digits and `_`, starting with a letter)"
+                            "environment variable `{env}` cannot name a run-time key (ASCII letters, digits and `_`, starting with a letter)"
                         ),
                     )
                 })?;
@@ -289,7 +404,7 @@ fn provider_settings(sel: &Selected<'_>) -> Result<ProviderSettings, ComposeErro
                 // never written into the document.
                 let value = std::env::var(env).unwrap_or_else(|_| {
                     out.placeholders.push(format!("{}.{key}", sel.key));
-                    format!("{{wasi:config {config_key}}}")
+                    format!("{{{} {config_key}}}", target.run_time_store())
                 });
                 out.for_describe.push((key.clone(), value));
                 out.config_vars.push((config_key.clone(), env.clone()));
@@ -342,7 +457,7 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         ),
     };
     let policy = Policy::from_yaml_str(&policy_yaml, &policy_source)?;
-    let origin = origin_doc(&config)?;
+    let origin = origin_doc(&config, target)?;
     let mut deployment = Deployment {
         format: DEPLOYMENT_FORMAT,
         target: target.name().to_owned(),
@@ -387,7 +502,7 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         let bytes = provider_bytes(kind, &sel)?;
         let refused: Vec<String> = component_imports(&bytes, &sel.key)?
             .into_iter()
-            .filter(|name| !wasi_http_allows(name))
+            .filter(|name| !target.allows(name))
             .collect();
         if !refused.is_empty() {
             return Err(ComposeError::Imports {
@@ -397,7 +512,7 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
                 imports: refused,
             });
         }
-        let settings = provider_settings(&sel)?;
+        let settings = provider_settings(&sel, target)?;
         let found =
             sandbox.describe_component(kind, &bytes, &settings.for_describe, sel.name, &sel.key)?;
         manifest::validate(&found, &policy, &rules).map_err(|source| ComposeError::Manifest {
@@ -427,8 +542,9 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         component: "deployment".into(),
         message: e.to_string(),
     })?;
-    let bytes = plug(&deployment_component(&document)?, &plugged)?;
+    let bytes = plug(target, &deployment_component(&document)?, &plugged)?;
     Ok(Composed {
+        target,
         bytes,
         deployment,
         config_vars,
@@ -439,11 +555,15 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
 /// `[origin]` for a composed host: `builtin:demo` or `http(s)://host[:port]`. The platform
 /// verifies an `https://` origin's certificate against its own roots, so `origin.ca_file` cannot
 /// be honoured and is refused.
-fn origin_doc(config: &Config) -> Result<OriginDoc, ConfigError> {
+fn origin_doc(config: &Config, target: Target) -> Result<OriginDoc, ConfigError> {
     if config.origin.ca_file.is_some() {
+        let platform = match target {
+            Target::Fastly => "Fastly verifies the origin backend",
+            Target::WasiHttp => "the wasi:http platform verifies the origin",
+        };
         return Err(ConfigError::invalid(
             "origin.ca_file",
-            "cannot be applied by a composed host: the wasi:http platform verifies the origin with its own trust store",
+            format!("cannot be applied by a composed host: {platform} with its own trust store"),
         ));
     }
     let url = config.origin.url.trim();
@@ -551,6 +671,7 @@ fn provider_interface(kind: ProviderKind) -> String {
 /// Plugs the deployment component, the providers and the placeholder for each unconfigured kind
 /// into the host component, and re-exports the host's exports.
 fn plug(
+    target: Target,
     deployment: &[u8],
     providers: &[(ProviderKind, String, Vec<u8>)],
 ) -> Result<Vec<u8>, ComposeError> {
@@ -572,7 +693,11 @@ fn plug(
             .register_package(package)
             .map_err(|e| graph_error(name)(&e))
     };
-    let host = register(&mut graph, "gatehouse:wasi-http-host", WASI_HTTP_HOST)?;
+    let host = register(
+        &mut graph,
+        &format!("gatehouse:{}-host", target.name()),
+        target.host_component(),
+    )?;
     let host_exports: Vec<String> = graph.types()[graph[host].ty()]
         .exports
         .keys()
@@ -695,6 +820,11 @@ pub fn run_command(config: &Path, target: Target, output: &Path) -> std::process
                     "note: `{key}` comes from the environment, which was unset here: `describe` ran with a placeholder"
                 );
             }
+            if let Some(viceroy_config) = composed.viceroy_config() {
+                println!(
+                    "Viceroy reads the backend and secret store from this fastly.toml:\n{viceroy_config}"
+                );
+            }
             println!("serve it with:\n  {}", composed.serve_command(output));
             std::process::ExitCode::SUCCESS
         }
@@ -725,6 +855,32 @@ mod tests {
             "gatehouse:provider/types@0.2.0",
         ] {
             assert!(wasi_http_allows(allowed), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn the_fastly_target_refuses_fastlys_own_abi_network_secrets_storage_and_files() {
+        for refused in [
+            "fastly:compute/backend@0.1.0",
+            "fastly:compute/secret-store@0.1.0",
+            "fastly:compute/kv-store@0.1.0",
+            "wasi:http/outgoing-handler@0.2.6",
+            "wasi:config/store@0.2.0-rc.1",
+            "wasi:keyvalue/store@0.2.0-draft",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:filesystem/preopens@0.2.6",
+            "vendor:telemetry/send@1.0.0",
+        ] {
+            assert!(!Target::Fastly.allows(refused), "{refused}");
+        }
+        for allowed in [
+            "wasi:random/random@0.2.6",
+            "wasi:clocks/monotonic-clock@0.2.6",
+            "wasi:io/streams@0.2.6",
+            "wasi:cli/stderr@0.2.6",
+            "gatehouse:provider/types@0.2.0",
+        ] {
+            assert!(Target::Fastly.allows(allowed), "{allowed}");
         }
     }
 

@@ -9,7 +9,8 @@
 //! - `gatehouse providers digest FILE`: the sha256 to pin an external provider with.
 //! - `gatehouse providers inspect FILE [--json]`: what a provider declares and imports.
 //! - `gatehouse partner hash-key < KEY`: the `api_key_sha256` of a partner's API key.
-//! - `gatehouse compose --config FILE --target wasi-http -o app.wasm`: one deployable component.
+//! - `gatehouse compose --config FILE --target fastly|wasi-http -o app.wasm`: one deployable
+//!   component.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,7 +82,7 @@ enum Command {
         #[command(subcommand)]
         command: PartnerCommand,
     },
-    /// Compose one deployable component for a wasi:http platform from the config, the prebuilt
+    /// Compose one deployable component for Fastly Compute or a wasi:http platform from the config, the prebuilt
     /// host component and the providers (digests, imports and manifests checked first).
     Compose {
         /// The configuration file (TOML), as for `serve`.

@@ -4,10 +4,12 @@
 use std::io::Write as _;
 
 use gatehouse_component_common::http::{
-    HOP_BY_HOP, PROBLEM_CONTENT_TYPE, Problem, client_ip_from_header, demo_page, is_own_route,
+    HeaderList as Headers, PROBLEM_CONTENT_TYPE, Problem, client_ip_from_header, demo_page,
+    is_own_route,
 };
-use gatehouse_component_common::{Deployment, OriginDoc};
-use gatehouse_core::pipeline::{Clock, EditableHeaders, PagePipeline, RequestView};
+use gatehouse_component_common::providers::SettingsStore;
+use gatehouse_component_common::{Deployment, OriginDoc, deployment_document};
+use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -15,14 +17,13 @@ use wasip2::http::types::{
     RequestOptions, ResponseOutparam, Scheme,
 };
 
-use crate::bindings::gatehouse::host::deployment;
 use crate::bindings::wasi::config::store;
 use crate::{ComposedProviders, WasiHttpHost};
 
 impl Guest for WasiHttpHost {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let head = Head::read(&request);
-        let deployment = match Deployment::from_json(&deployment::get()) {
+        let deployment = match Deployment::from_json(&deployment_document()) {
             Ok(doc) => doc,
             Err(e) => return problem(response_out, Problem::DeploymentInvalid, &e.to_string()),
         };
@@ -39,7 +40,7 @@ impl Guest for WasiHttpHost {
             .map_err(|e| e.to_string())
             .and_then(|settings| PagePipeline::new(&policy, settings).map_err(|e| e.to_string()))
             .and_then(|pipeline| {
-                ComposedProviders::new(&deployment, &policy, &read_config)
+                ComposedProviders::new(&deployment, &policy, &WasiConfig)
                     .map(|providers| (pipeline, providers))
                     .map_err(|e| e.to_string())
             });
@@ -183,47 +184,14 @@ impl RequestView for View<'_> {
     }
 }
 
-/// A header list as the pipeline edits it (lowercase names).
-struct Headers(Vec<(String, Vec<u8>)>);
-
-impl Headers {
-    fn strip_hop_by_hop(&mut self) {
-        let listed: Vec<String> = self
-            .0
-            .iter()
-            .filter(|(n, _)| n == "connection")
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-            .collect();
-        self.0.retain(|(name, _)| {
-            !HOP_BY_HOP.contains(&name.as_str()) && !listed.iter().any(|l| l == name)
-        });
+/// The platform's `Fields` for `headers`; a header the platform forbids (`host`, hop-by-hop) is
+/// skipped.
+fn to_fields(headers: &Headers) -> Fields {
+    let fields = Fields::new();
+    for (name, value) in &headers.0 {
+        let _refused_by_platform = fields.append(name, value);
     }
-
-    /// The platform's `Fields`; a header the platform forbids (`host`, hop-by-hop) is skipped.
-    fn to_fields(&self) -> Fields {
-        let fields = Fields::new();
-        for (name, value) in &self.0 {
-            let _refused_by_platform = fields.append(name, value);
-        }
-        fields
-    }
-}
-
-impl EditableHeaders for Headers {
-    fn values(&self, name: &str) -> Vec<&[u8]> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    }
-    fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| n != name);
-    }
-    fn append(&mut self, name: &str, value: &[u8]) {
-        self.0.push((name.to_ascii_lowercase(), value.to_vec()));
-    }
+    fields
 }
 
 /// The wall clock, for consent expiry.
@@ -236,10 +204,18 @@ impl Clock for WallClock {
 }
 
 /// `wasi:config/store` for `{ env = "VAR" }` settings.
-fn read_config(key: &str) -> Result<Option<String>, String> {
-    store::get(key).map_err(|e| match e {
-        store::Error::Upstream(m) | store::Error::Io(m) => m,
-    })
+struct WasiConfig;
+
+impl SettingsStore for WasiConfig {
+    fn key_kind(&self) -> String {
+        "wasi:config key".to_owned()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        store::get(key).map_err(|e| match e {
+            store::Error::Upstream(m) | store::Error::Io(m) => m,
+        })
+    }
 }
 
 fn own_route(out: ResponseOutparam, head: &Head, providers: &ComposedProviders) {
@@ -277,7 +253,7 @@ fn problem(out: ResponseOutparam, kind: Problem, detail: &str) {
 /// Sends a complete response, framed by its `Content-Length` (the platform would otherwise chunk
 /// it).
 fn respond(out: ResponseOutparam, status: u16, headers: &Headers, body: &[u8]) {
-    let fields = headers.to_fields();
+    let fields = to_fields(headers);
     let _ = fields.set("content-length", &[body.len().to_string().into_bytes()]);
     let response = OutgoingResponse::new(fields);
     let _ = response.set_status_code(status);
@@ -328,7 +304,7 @@ fn send_to_origin(
     }
     let host = headers.values("host").first().map(|h| h.to_vec());
     headers.remove("host");
-    let outgoing = OutgoingRequest::new(headers.to_fields());
+    let outgoing = OutgoingRequest::new(to_fields(&headers));
     let method = match head.method.as_str() {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -363,11 +339,11 @@ fn send_to_origin(
         .map_err(|e| unavailable(describe_error(&e)))?;
     // The visitor's body streams to the origin after the request started, so a large body never
     // waits on a full pipe.
-    if let Ok(incoming_body) = request.consume() {
-        if let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write()) {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.flush();
-        }
+    if let Ok(incoming_body) = request.consume()
+        && let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write())
+    {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.flush();
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
     future.subscribe().block();
@@ -402,17 +378,17 @@ fn stream_response(
     headers: &Headers,
     upstream: wasip2::http::types::IncomingResponse,
 ) {
-    let response = OutgoingResponse::new(headers.to_fields());
+    let response = OutgoingResponse::new(to_fields(headers));
     let _ = response.set_status_code(status);
     let Ok(outgoing_body) = response.body() else {
         return;
     };
     ResponseOutparam::set(out, Ok(response));
-    if let Ok(incoming_body) = upstream.consume() {
-        if let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write()) {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.flush();
-        }
+    if let Ok(incoming_body) = upstream.consume()
+        && let (Ok(mut from), Ok(mut to)) = (incoming_body.stream(), outgoing_body.write())
+    {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.flush();
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
 }

@@ -25,19 +25,19 @@
 
 #[cfg(target_arch = "wasm32")]
 mod handler;
-mod providers;
 
-// Generated bindings for the imports besides WASI (wasip2 supplies those): the only unsafe code.
+// Generated bindings for `wasi:config/store` (wasip2 supplies the rest of WASI, and
+// `gatehouse-component-common` the provider and deployment imports): the only unsafe code.
 #[allow(unsafe_code, missing_docs, clippy::all)]
 mod bindings {
     wit_bindgen::generate!({
-        path: ["../../wit", "wit/config", "wit/host"],
-        world: "gatehouse:host/wasi-http-host",
+        path: ["wit/config", "wit/host"],
+        world: "gatehouse:wasi-http-host/host",
         generate_all,
     });
 }
 
-pub use providers::ComposedProviders;
+pub use gatehouse_component_common::providers::ComposedProviders;
 
 /// The component's `wasi:http/incoming-handler` implementation.
 pub struct WasiHttpHost;

@@ -13,19 +13,19 @@ use std::process::{Child, Command, Stdio};
 
 use crate::support::{Origin, component, http_get, run, sha256_of, write_config};
 
-const HOSTILE: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE");
+pub(crate) const HOSTILE: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE");
 const TRANSPORT: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_TRANSPORT");
 const UNKNOWN_PERMISSION: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_UNKNOWN_PERMISSION");
-const FILESYSTEM: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_FILESYSTEM");
+pub(crate) const FILESYSTEM: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_FILESYSTEM");
 
 /// A browser User-Agent (`ua-device` classifies it as a desktop, not a bot).
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+pub(crate) const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
 
 /// The HMAC passphrase variable of the served config.
-const PASSPHRASE_VAR: &str = "GATEHOUSE_TEST_EC_PASSPHRASE";
+pub(crate) const PASSPHRASE_VAR: &str = "GATEHOUSE_TEST_EC_PASSPHRASE";
 
 /// A config for `compose` with `origin`, the bundled geo and device providers, and `ec`.
-fn compose_config(origin: &str, ec: &str) -> String {
+pub(crate) fn compose_config(origin: &str, ec: &str) -> String {
     format!(
         r#"
 [origin]
@@ -48,7 +48,7 @@ provider = "ua-device"
 }
 
 /// An `[ec]` section plugging the external component `path` (pinned to `sha256`) with `settings`.
-fn external_ec(path: &str, sha256: &str, settings: &str) -> String {
+pub(crate) fn external_ec(path: &str, sha256: &str, settings: &str) -> String {
     format!(
         r#"
 [ec]

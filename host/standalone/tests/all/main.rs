@@ -9,6 +9,7 @@ mod cli;
 mod cli_consent;
 mod components;
 mod compose;
+mod compose_fastly;
 mod consent_e2e;
 mod ec_resolve;
 mod hardening;

@@ -5,8 +5,11 @@
 //! provider's answer is converted exactly as the standalone host converts it; its error variants
 //! become [`ProviderFailure::Provider`]. A setting read from `wasi:config` that is missing makes
 //! every call of that provider fail (fail-closed) without calling it.
+//!
+//! Shared by the wasi:http and Fastly hosts: they differ only in where such a setting is read
+//! (`wasi:config`, Fastly's secret store), which the caller passes in.
 
-use gatehouse_component_common::{Deployment, DeploymentError, SettingDoc};
+use crate::{Deployment, DeploymentError, SettingDoc};
 use gatehouse_core::policy::Policy;
 use gatehouse_core::provider::{
     Classification, DeviceClass, EcOutput, Evidence, Location, ProviderFailure, ProviderHost,
@@ -50,14 +53,15 @@ pub struct ComposedProviders {
 
 impl ComposedProviders {
     /// Validates each configured provider's manifest against `policy` (as compose did) and
-    /// resolves its settings with `read_config` (`wasi:config/store` in the component).
+    /// resolves its settings from `settings_store` (`wasi:config/store` on wasi:http, the
+    /// secret store on Fastly).
     ///
     /// # Errors
     /// [`DeploymentError::Manifest`] when a manifest no longer validates.
     pub fn new(
         deployment: &Deployment,
         policy: &Policy,
-        read_config: &dyn Fn(&str) -> Result<Option<String>, String>,
+        settings_store: &dyn SettingsStore,
     ) -> Result<Self, DeploymentError> {
         let mut summary = Vec::new();
         let mut load = |kind: ProviderKind| -> Result<Option<Configured>, DeploymentError> {
@@ -78,7 +82,7 @@ impl ComposedProviders {
             });
             Ok(Some(Configured {
                 spec: valid.spec,
-                settings: resolve_settings(&doc.settings, read_config),
+                settings: resolve_settings(&doc.settings, settings_store),
             }))
         };
         let geo = load(ProviderKind::Geo)?;
@@ -106,11 +110,23 @@ impl ComposedProviders {
     }
 }
 
-/// The literal settings, and the `wasi:config` ones read now. The first missing key fails the
+/// Where a composed host reads the settings given as `{ env = "VAR" }` at run time: never
+/// embedded, so never in the deployment document.
+pub trait SettingsStore {
+    /// What a key is, for messages: `wasi:config key`, `secret store \`gatehouse\` key`.
+    fn key_kind(&self) -> String;
+    /// The value of `key`; `Ok(None)` when the store has no such key.
+    ///
+    /// # Errors
+    /// The store's message when it cannot be read.
+    fn get(&self, key: &str) -> Result<Option<String>, String>;
+}
+
+/// The literal settings, and the run-time ones read now. The first missing key fails the
 /// provider; its message names the setting and the key, never a value.
 fn resolve_settings(
     settings: &[SettingDoc],
-    read_config: &dyn Fn(&str) -> Result<Option<String>, String>,
+    store: &dyn SettingsStore,
 ) -> Result<Vec<types::Setting>, String> {
     settings
         .iter()
@@ -119,16 +135,18 @@ fn resolve_settings(
                 key: key.clone(),
                 value: value.clone(),
             }),
-            SettingDoc::Config { key, config_key } => match read_config(config_key) {
+            SettingDoc::Config { key, config_key } => match store.get(config_key) {
                 Ok(Some(value)) => Ok(types::Setting {
                     key: key.clone(),
                     value,
                 }),
                 Ok(None) => Err(format!(
-                    "setting `{key}`: wasi:config key `{config_key}` is not set"
+                    "setting `{key}`: {} `{config_key}` is not set",
+                    store.key_kind()
                 )),
                 Err(error) => Err(format!(
-                    "setting `{key}`: wasi:config key `{config_key}` cannot be read: {error}"
+                    "setting `{key}`: {} `{config_key}` cannot be read: {error}",
+                    store.key_kind()
                 )),
             },
         })
