@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::serve::expected_hash;
-use crate::support::{BROWSER_UA, Origin, Response, Server, config, golden, hmac_ec, http_raw};
+use crate::support::{
+    BROWSER_UA, Origin, Response, Server, config, golden, hmac_ec, http_raw, tc_string,
+};
 
 /// A GPP string with a US national section (`usnat`, id 7), as in the core's goldens.
 const GPP_USNAT: &str = "DBABLA~BVVVVVVVVWA.YA";
@@ -296,60 +298,6 @@ fn auction_call(
     assert_eq!(response.header("content-type"), Some("application/json"));
     assert_eq!(response.header("cache-control"), Some("no-store"));
     serde_json::from_str(&response.body).expect("auction answer is json")
-}
-
-// ---- TC strings (the TCF v2.2 core segment, as the core's test support builds them) ------------
-
-/// A TCF v2 core string consenting to `purposes`, last updated at `updated_unix`.
-fn tc_string(purposes: &[u8], updated_unix: u64) -> String {
-    let mut bits = String::new();
-    let mut push = |value: u64, width: usize| {
-        for i in (0..width).rev() {
-            bits.push(if value >> i & 1 == 1 { '1' } else { '0' });
-        }
-    };
-    let letters = |code: &str| {
-        code.bytes()
-            .fold(0, |acc, b| acc << 6 | u64::from(b - b'A'))
-    };
-    let updated_ds = updated_unix * 10;
-    push(2, 6); // version
-    push(updated_ds, 36); // created
-    push(updated_ds, 36); // last updated
-    push(7, 12); // cmp id
-    push(1, 12); // cmp version
-    push(1, 6); // consent screen
-    push(letters("EN"), 12); // consent language
-    push(100, 12); // vendor list version
-    push(4, 6); // policy version
-    push(1, 1); // is service specific
-    push(0, 1); // non-standard texts
-    push(0b1100_0000_0000, 12); // special features 1 and 2
-    let consents = purposes.iter().fold(0, |acc, &p| acc | 1 << (24 - p));
-    push(consents, 24); // purpose consents
-    push(0, 24); // purpose legitimate interests
-    push(0, 1); // purpose one treatment
-    push(letters("DE"), 12); // publisher cc
-    push(1, 16); // vendor consents: max vendor id 1
-    push(0, 1); // bitfield
-    push(1, 1); // vendor 1 consents
-    push(1, 16); // vendor LI: max vendor id 1
-    push(0, 1); // bitfield
-    push(0, 1);
-    push(0, 12); // no publisher restrictions
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    while !bits.len().is_multiple_of(6) {
-        bits.push('0');
-    }
-    bits.as_bytes()
-        .chunks(6)
-        .map(|c| {
-            let v = c
-                .iter()
-                .fold(0usize, |acc, &b| acc << 1 | usize::from(b == b'1'));
-            char::from(ALPHABET[v])
-        })
-        .collect()
 }
 
 fn full_consent() -> String {

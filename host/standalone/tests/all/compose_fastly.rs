@@ -278,6 +278,22 @@ fn the_composed_fastly_app_decides_like_the_standalone_host_under_viceroy() {
         "DE without consent: no cookie"
     );
 
+    // DE with a TCF record consenting to every purpose: the Edge Cookie is set.
+    let consented = format!("euconsent-v2={}", crate::support::tc_full_consent_now());
+    let de_tcf = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "DE"),
+            ("cookie", &consented),
+        ],
+    );
+    assert_eq!(de_tcf.status, 200);
+    assert!(
+        de_tcf.set_cookie("ts-ec").is_some(),
+        "DE with TCF consent: cookie set {de_tcf:?}"
+    );
+
     // A bot gets none, even in the US.
     let bot = page(
         &served,
