@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use gatehouse_core::pipeline::{PagePipeline, RequestOutcome, ResponseEdits};
+
 /// The reserved prefix of Gatehouse's own routes.
 pub const OWN_ROUTE_PREFIX: &str = "/_ts/";
 
@@ -141,6 +143,43 @@ pub fn demo_page(path: &str) -> String {
          <code>Set-Cookie</code> header.</p></body></html>\n",
         html_escape(path)
     )
+}
+
+/// The built-in demo origin's answer (`origin.url = "builtin:demo"`) to a proxied request: an
+/// HTML content type with the pipeline's response `edits` applied, and [`demo_page`] as the body
+/// (empty for `HEAD`).
+#[must_use]
+pub fn demo_response(
+    pipeline: &PagePipeline<'_>,
+    edits: &ResponseEdits,
+    method: &str,
+    path: &str,
+) -> (HeaderList, Vec<u8>) {
+    let mut headers = HeaderList(vec![(
+        "content-type".into(),
+        b"text/html; charset=utf-8".to_vec(),
+    )]);
+    pipeline.edit_response(edits, &mut headers);
+    let body = if method == "HEAD" {
+        Vec::new()
+    } else {
+        demo_page(path).into_bytes()
+    };
+    (headers, body)
+}
+
+/// Writes each provider failure of `outcome` to standard error (the platform's log), the
+/// provider-controlled text escaped so it cannot forge log lines.
+pub fn log_provider_failures(outcome: &RequestOutcome<'_>) {
+    if let Some(decision) = &outcome.decision {
+        for (kind, failure) in &decision.failures {
+            eprintln!(
+                "gatehouse: {} provider failed: {}; continuing fail-closed",
+                kind.section(),
+                failure.to_string().escape_debug()
+            );
+        }
+    }
 }
 
 fn html_escape(s: &str) -> String {

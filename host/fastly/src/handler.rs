@@ -7,7 +7,7 @@ use fastly::http::request::SendErrorCause;
 use fastly::http::{HeaderName, HeaderValue};
 use fastly::{Request, Response, SecretStore};
 use gatehouse_component_common::http::{
-    HeaderList, PROBLEM_CONTENT_TYPE, Problem, demo_page, is_own_route,
+    HeaderList, PROBLEM_CONTENT_TYPE, Problem, demo_response, is_own_route, log_provider_failures,
 };
 use gatehouse_component_common::providers::{ComposedProviders, SettingsStore};
 use gatehouse_component_common::{Deployment, deployment_document};
@@ -64,31 +64,13 @@ fn handle(request: Request) -> Response {
         client_ip,
     };
     let outcome = pipeline.run(&view, &WallClock, &mut providers);
-    if let Some(decision) = &outcome.decision {
-        // Provider-controlled text is escaped before it reaches the platform's log.
-        for (kind, failure) in &decision.failures {
-            eprintln!(
-                "gatehouse: {} provider failed: {}; continuing fail-closed",
-                kind.section(),
-                failure.to_string().escape_debug()
-            );
-        }
-    }
+    log_provider_failures(&outcome);
     let mut forward = head.headers.clone();
     pipeline.edit_forwarded_request(&outcome.forward, &mut forward);
 
     if deployment.origin.url == "builtin:demo" {
-        let mut headers = HeaderList(vec![(
-            "content-type".into(),
-            b"text/html; charset=utf-8".to_vec(),
-        )]);
-        pipeline.edit_response(&outcome.response, &mut headers);
-        let body = if head.method == "HEAD" {
-            String::new()
-        } else {
-            demo_page(&head.path)
-        };
-        return respond(200, &headers, body.into_bytes());
+        let (headers, body) = demo_response(&pipeline, &outcome.response, &head.method, &head.path);
+        return respond(200, &headers, body);
     }
     match send_to_origin(&deployment, forward, client_ip, request) {
         Err((kind, detail)) => problem(kind, &detail),

@@ -120,14 +120,7 @@ impl Target {
 /// `wasi:filesystem` or anything else: what a provider learns is the evidence the core passes it.
 #[must_use]
 pub fn fastly_allows(name: &str) -> bool {
-    const ALLOWED: &[&str] = &[
-        "wasi:random/",
-        "wasi:clocks/",
-        "wasi:io/",
-        "wasi:cli/",
-        "gatehouse:provider/types@",
-    ];
-    ALLOWED.iter().any(|prefix| name.starts_with(prefix))
+    composed_provider_allows(name)
 }
 
 /// Whether a composed provider may import `name` on the wasi:http target.
@@ -141,6 +134,13 @@ pub fn fastly_allows(name: &str) -> bool {
 /// else.
 #[must_use]
 pub fn wasi_http_allows(name: &str) -> bool {
+    composed_provider_allows(name)
+}
+
+/// What both composed targets let a provider import today: computing, time, the platform's log
+/// and the type-only provider interface. Each target keeps its own function (and documents its
+/// reasons), so one can change without the other.
+fn composed_provider_allows(name: &str) -> bool {
     const ALLOWED: &[&str] = &[
         "wasi:random/",
         "wasi:clocks/",

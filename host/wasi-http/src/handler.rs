@@ -4,8 +4,8 @@
 use std::io::Write as _;
 
 use gatehouse_component_common::http::{
-    HeaderList as Headers, PROBLEM_CONTENT_TYPE, Problem, client_ip_from_header, demo_page,
-    is_own_route,
+    HeaderList as Headers, PROBLEM_CONTENT_TYPE, Problem, client_ip_from_header, demo_response,
+    is_own_route, log_provider_failures,
 };
 use gatehouse_component_common::providers::SettingsStore;
 use gatehouse_component_common::{Deployment, OriginDoc, deployment_document};
@@ -61,32 +61,15 @@ impl Guest for WasiHttpHost {
             client_ip,
         };
         let outcome = pipeline.run(&view, &WallClock, &mut providers);
-        if let Some(decision) = &outcome.decision {
-            // Provider-controlled text is escaped before it reaches the platform's log.
-            for (kind, failure) in &decision.failures {
-                eprintln!(
-                    "gatehouse: {} provider failed: {}; continuing fail-closed",
-                    kind.section(),
-                    failure.to_string().escape_debug()
-                );
-            }
-        }
+        log_provider_failures(&outcome);
         let mut forward = Headers(head.headers.clone());
         pipeline.edit_forwarded_request(&outcome.forward, &mut forward);
 
         match &deployment.origin {
             OriginDoc { url, .. } if url == "builtin:demo" => {
-                let mut headers = Headers(vec![(
-                    "content-type".into(),
-                    b"text/html; charset=utf-8".to_vec(),
-                )]);
-                pipeline.edit_response(&outcome.response, &mut headers);
-                let body = if head.method == "HEAD" {
-                    String::new()
-                } else {
-                    demo_page(&head.path)
-                };
-                respond(response_out, 200, &headers, body.as_bytes());
+                let (headers, body) =
+                    demo_response(&pipeline, &outcome.response, &head.method, &head.path);
+                respond(response_out, 200, &headers, &body);
             }
             origin => match send_to_origin(origin, &head, forward, client_ip, request) {
                 Err((problem_kind, detail)) => problem(response_out, problem_kind, &detail),
