@@ -13,6 +13,9 @@
 //! the provider interfaces (as the core's `ProviderHost`, [`providers::ComposedProviders`]) and
 //! the deployment document ([`deployment_document`]).
 //!
+//! [`store`] holds the identity-store logic both composed hosts run over their platform's
+//! key-value store (Fastly KV, `wasi:keyvalue`), behind one small trait each.
+//!
 //! This crate must never perform I/O other than those imports: it builds for
 //! `wasm32-wasip1`/`wasm32-wasip2` and natively.
 
@@ -20,6 +23,7 @@ pub mod deployment;
 pub mod http;
 #[cfg(feature = "composed-host")]
 pub mod providers;
+pub mod store;
 
 // Generated bindings for the `composed-host` world (the provider interfaces and the deployment
 // document): the only unsafe code.
@@ -42,5 +46,5 @@ pub fn deployment_document() -> String {
 
 pub use deployment::{
     DEPLOYMENT_FORMAT, DEPLOYMENT_INTERFACE, Deployment, DeploymentError, ManifestDoc, OriginDoc,
-    ProviderDoc, SettingDoc, config_key_for_env,
+    ProviderDoc, SettingDoc, StoreDoc, config_key_for_env,
 };

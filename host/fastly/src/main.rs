@@ -12,8 +12,11 @@
 //! same decision and edits as the standalone and wasi:http hosts: the core gates every provider
 //! call on the permissions, so a provider whose required permissions are not held is never
 //! called. The client address is Fastly's (`get_client_ip_addr`), settings given as
-//! `{ env = "VAR" }` are read from the Fastly secret store `gatehouse`, and the origin is the
-//! Fastly backend named `origin` (or the built-in demo page for `origin.url = "builtin:demo"`).
+//! `{ env = "VAR" }` are read from the Fastly secret store `gatehouse`, the origin is the
+//! Fastly backend named `origin` (or the built-in demo page for `origin.url = "builtin:demo"`),
+//! and with an Edge Cookie provider the identity store is the Fastly KV store the deployment
+//! names (`store.fastly_kv_store`, default `gatehouse-identity`; `kv`), so the page pipeline runs
+//! the whole Edge Cookie lifecycle (records, withdrawal tombstones, the stored-consent fallback).
 //!
 //! What a composed host cannot isolate: the providers are instances inside this component, so a
 //! provider that traps (panic, `unreachable`, out-of-bounds) aborts the whole program, and so this
@@ -26,6 +29,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod handler;
+#[cfg(target_arch = "wasm32")]
+mod kv;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {

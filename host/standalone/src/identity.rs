@@ -76,6 +76,13 @@ pub struct StoreConfig {
     /// `purge_interval_secs`: how often expired entries are removed from the redb file
     /// (default 300; embedded store only, Valkey expires entries itself).
     pub purge_interval_secs: Option<u64>,
+    /// `fastly_kv_store`: the Fastly KV store an app composed for Fastly keeps identities in
+    /// (default `gatehouse-identity`). Read by `gatehouse compose --target fastly` only.
+    pub fastly_kv_store: Option<String>,
+    /// `keyvalue_bucket`: the `wasi:keyvalue` bucket an app composed for wasi:http keeps
+    /// identities in (default `""`, the bucket `wasmtime serve -Skeyvalue` offers; Spin:
+    /// `"default"`). Read by `gatehouse compose --target wasi-http` only.
+    pub keyvalue_bucket: Option<String>,
     /// The config file's directory, for the default `path`.
     #[serde(skip)]
     pub config_dir: PathBuf,
@@ -95,6 +102,8 @@ impl Default for StoreConfig {
             cas_base_delay_ms: default_cas_base_delay_ms(),
             cas_max_delay_ms: default_cas_max_delay_ms(),
             purge_interval_secs: None,
+            fastly_kv_store: None,
+            keyvalue_bucket: None,
             config_dir: PathBuf::from("."),
         }
     }
@@ -210,6 +219,22 @@ impl StoreConfig {
             return Err(ConfigError::invalid(
                 "store.cas_base_delay_ms",
                 "must not be greater than `store.cas_max_delay_ms`",
+            ));
+        }
+        if let Some(name) = &self.fastly_kv_store
+            && (name.is_empty() || name.len() > 255 || name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::invalid(
+                "store.fastly_kv_store",
+                "must be a Fastly KV store name: 1 to 255 characters, no control characters",
+            ));
+        }
+        if let Some(bucket) = &self.keyvalue_bucket
+            && bucket.chars().any(char::is_control)
+        {
+            return Err(ConfigError::invalid(
+                "store.keyvalue_bucket",
+                "must not contain control characters",
             ));
         }
         if let Some(UrlSetting::Env { env }) = &self.url
