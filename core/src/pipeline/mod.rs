@@ -589,6 +589,11 @@ impl<'p> PagePipeline<'p> {
                 // The browser's copy goes even when the store failed.
                 EdgeCookieDecision::Withdrawn
             }
+            // Without a store there is nothing to tombstone, but the browser's copy still goes:
+            // an explicit withdrawal is never answered by leaving the identifier in place.
+            (None, Some(_)) if withdrawal && providers.spec(ProviderKind::EdgeCookie).is_some() => {
+                EdgeCookieDecision::Withdrawn
+            }
             _ => match gate(providers, ProviderKind::EdgeCookie, request, |required| {
                 store_on_device && permissions.contains_all(required)
             }) {
@@ -840,8 +845,8 @@ pub enum EdgeCookieDecision {
     /// The provider minted a value but the identity store could not record it; nothing is set
     /// ([`PagePipeline::run_with_identity`] only).
     StoreUnavailable,
-    /// The visitor withdrew: the cookie is expired and the identity tombstoned
-    /// ([`PagePipeline::run_with_identity`] only).
+    /// The visitor withdrew explicitly with a cookie present: the cookie is expired, and with an
+    /// identity store ([`PagePipeline::run_with_identity`]) the identity is tombstoned.
     Withdrawn,
 }
 

@@ -9,7 +9,10 @@
 //! - The manifests in it are the ones compose validated; the host validates them again with the
 //!   same core function ([`gatehouse_core::provider::manifest::validate`]) before it gates a call.
 
+use std::time::Duration;
+
 use gatehouse_core::consent::ConsentConfig;
+use gatehouse_core::identity::{IdentitySettings, RetryPolicy};
 use gatehouse_core::pipeline::{EdgeCookieSettings, PipelineSettings, ProviderHeaderLimits};
 use gatehouse_core::policy::Policy;
 use gatehouse_core::provider::manifest::{self, Manifest, ManifestRules, ValidManifest};
@@ -17,7 +20,7 @@ use gatehouse_core::provider::{ProviderKind, Read};
 use serde::{Deserialize, Serialize};
 
 /// The version of the document's shape. Compose writes it; a host refuses any other.
-pub const DEPLOYMENT_FORMAT: u32 = 1;
+pub const DEPLOYMENT_FORMAT: u32 = 2;
 
 /// The interface through which a composed host reads the document: one function,
 /// `get: func() -> string`, returning the document as JSON.
@@ -45,6 +48,17 @@ pub struct Deployment {
     pub origin: OriginDoc,
     /// `server.client_ip_header`: where the platform in front writes the client address.
     pub client_ip_header: String,
+    /// `server.trusted_proxies`: peers whose `client_ip_header` is believed
+    /// ([`crate::http::client_ip_behind`]). Fastly believes the header only from these; on
+    /// wasi:http, which reports no peer, the platform is the trusted proxy and these are the
+    /// further hops the walk skips.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// `server.cdn_headers` (lowercase): headers believed only from a trusted proxy; the Fastly
+    /// host removes them from a request whose peer is not one
+    /// ([`crate::http::HeaderList::strip_untrusted_facts`]).
+    #[serde(default)]
+    pub cdn_headers: Vec<String>,
     /// `runtime.forbidden_headers`: headers no provider may declare, besides the built-in ones.
     pub forbidden_headers: Vec<String>,
     /// The geo provider, if configured.
@@ -53,6 +67,42 @@ pub struct Deployment {
     pub device: Option<ProviderDoc>,
     /// The Edge Cookie provider, if configured.
     pub ec: Option<ProviderDoc>,
+    /// The identity store: `Some` when an Edge Cookie provider is configured and
+    /// `store.enabled` is true; `None` runs the Edge Cookie statelessly.
+    pub store: Option<StoreDoc>,
+}
+
+/// The identity store of a composed host (`[store]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreDoc {
+    /// Which store the platform opens: the Fastly KV store's name (`store.fastly_kv_store`,
+    /// target `fastly`) or the `wasi:keyvalue` bucket identifier (`store.keyvalue_bucket`,
+    /// target `wasi-http`).
+    pub name: String,
+    /// `store.tombstone_secs`.
+    pub tombstone_secs: u64,
+    /// `store.cas_attempts`.
+    pub cas_attempts: u32,
+    /// `store.cas_base_delay_ms`.
+    pub cas_base_delay_ms: u64,
+    /// `store.cas_max_delay_ms`.
+    pub cas_max_delay_ms: u64,
+}
+
+impl StoreDoc {
+    /// The core's lifecycle settings.
+    #[must_use]
+    pub fn settings(&self) -> IdentitySettings {
+        IdentitySettings {
+            tombstone_ttl: Duration::from_secs(self.tombstone_secs),
+            retry: RetryPolicy {
+                max_attempts: self.cas_attempts,
+                base_delay: Duration::from_millis(self.cas_base_delay_ms),
+                max_delay: Duration::from_millis(self.cas_max_delay_ms),
+            },
+        }
+    }
 }
 
 /// `[ec]` cookie attributes.
@@ -181,6 +231,9 @@ pub enum DeploymentError {
     /// The `[consent]` table does not parse.
     #[error("config key `consent`: {0}")]
     Consent(serde_json::Error),
+    /// An entry of `server.trusted_proxies` is not an address or CIDR block.
+    #[error("config key `server.trusted_proxies`: {0}")]
+    TrustedProxy(String),
     /// A provider's manifest no longer validates.
     #[error("provider `{name}` (`{section}.providers.{name}`): {source}")]
     Manifest {
@@ -224,6 +277,17 @@ impl Deployment {
             &self.policy_yaml,
             &self.policy_source,
         )?)
+    }
+
+    /// The parsed `server.trusted_proxies`.
+    ///
+    /// # Errors
+    /// [`DeploymentError::TrustedProxy`] naming the entry that does not parse.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::http::Cidr>, DeploymentError> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| entry.parse().map_err(DeploymentError::TrustedProxy))
+            .collect()
     }
 
     /// The core's pipeline settings.
@@ -341,6 +405,8 @@ mod tests {
                 timeout_ms: 10_000,
             },
             client_ip_header: "x-forwarded-for".into(),
+            trusted_proxies: vec!["10.0.0.0/8".into()],
+            cdn_headers: vec!["x-geo-country".into()],
             forbidden_headers: Vec::new(),
             geo: None,
             device: None,
@@ -359,6 +425,13 @@ mod tests {
                     config_key: "gatehouse_ec_passphrase".into(),
                 }],
             }),
+            store: Some(StoreDoc {
+                name: String::new(),
+                tombstone_secs: 86_400,
+                cas_attempts: 8,
+                cas_base_delay_ms: 2,
+                cas_max_delay_ms: 50,
+            }),
         }
     }
 
@@ -375,6 +448,13 @@ mod tests {
         assert!(valid.spec.reads.client_ip);
         assert_eq!(valid.spec.reads.headers, vec!["x-a".to_owned()]);
         back.pipeline_settings().expect("settings");
+        assert_eq!(back.trusted_proxies().expect("cidrs").len(), 1);
+        let settings = back.store.as_ref().expect("store").settings();
+        assert_eq!(
+            settings.tombstone_ttl,
+            std::time::Duration::from_secs(86_400)
+        );
+        assert_eq!(settings.retry.max_attempts, 8);
     }
 
     #[test]

@@ -28,25 +28,133 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// The client address from the values of the header the platform writes it into
-/// (`server.client_ip_header`): for `x-forwarded-for` the rightmost entry (the one the nearest
-/// proxy appended), for `forwarded` the `for=` of the last element, otherwise the header's last
-/// value as a single address. `None` when that entry does not parse.
-#[must_use]
-pub fn client_ip_from_header(header: &str, values: &[&str]) -> Option<IpAddr> {
-    let last = values.last()?;
-    match header {
-        "forwarded" => {
-            let element = last.rsplit(',').next()?;
-            let for_value = element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
-            })?;
-            parse_node(for_value.trim_matches('"'))
-        }
-        "x-forwarded-for" => parse_node(last.rsplit(',').next()?.trim()),
-        _ => parse_node(last.trim()),
+/// An IP network in CIDR notation (a bare address is a /32 or /128): an entry of
+/// `server.trusted_proxies`, shared by every host so the same config trusts the same peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}` has an invalid prefix length (0..={max})"))?,
+        };
+        Ok(Self { addr, prefix })
     }
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address written as the IPv4 address it maps.
+#[must_use]
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client address of a composed host's request, by the standalone host's rule
+/// (`host/standalone/src/client_ip.rs`), so one config means the same on every host:
+///
+/// - `peer` is the address the platform saw (Fastly's client address), `None` where the platform
+///   reports none (`wasi:http`): then the platform itself is the trusted proxy in front.
+/// - A peer outside `trusted` is the client. Otherwise the header the proxy writes
+///   (`server.client_ip_header`; `values` are its values in order) is walked from the right
+///   through trusted hops: `x-forwarded-for` entries, the `for=` of `forwarded` elements, or a
+///   single-address header (repeated, it is not believed). The first untrusted hop is the client;
+///   a hop that does not parse stops the walk, and the client is then the farthest hop that could
+///   be vouched for (the peer, when there is none).
+#[must_use]
+pub fn client_ip_behind(
+    peer: Option<IpAddr>,
+    trusted: &[Cidr],
+    header: &str,
+    values: &[&str],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let peer = peer.map(canonical_ip);
+    if let Some(peer) = peer
+        && !is_trusted(peer)
+    {
+        return Some(peer);
+    }
+    let hops: Vec<Option<IpAddr>> = match header {
+        "x-forwarded-for" => values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|hop| parse_node(hop.trim()))
+            .collect(),
+        "forwarded" => values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .find_map(|pair| {
+                        let (k, v) = pair.trim().split_once('=')?;
+                        k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+                    })
+                    .and_then(|v| parse_node(v.trim_matches('"')))
+            })
+            .collect(),
+        _ => match values {
+            [] => Vec::new(),
+            [one] => vec![parse_node(one.trim())],
+            _ => vec![None],
+        },
+    };
+    let mut farthest = peer;
+    for hop in hops.into_iter().rev() {
+        let Some(ip) = hop.map(canonical_ip) else {
+            break;
+        };
+        if !is_trusted(ip) {
+            return Some(ip);
+        }
+        farthest = Some(ip);
+    }
+    farthest
 }
 
 /// An address as proxies write it: `192.0.2.1`, `192.0.2.1:443`, `[2001:db8::1]:443` or
@@ -208,6 +316,24 @@ impl HeaderList {
             !HOP_BY_HOP.contains(&name.as_str()) && !listed.iter().any(|l| l == name)
         });
     }
+
+    /// Removes the headers that carry facts only a trusted proxy may state (`server.cdn_headers`,
+    /// lowercase: geo, client address, original host and scheme), and a single-address
+    /// `client_ip_header`, from a request whose peer is not a trusted proxy, as the standalone
+    /// host does: providers and the origin never see a visitor's own claim of them. Returns how
+    /// many lines went.
+    pub fn strip_untrusted_facts(
+        &mut self,
+        cdn_headers: &[String],
+        client_ip_header: &str,
+    ) -> usize {
+        let before = self.0.len();
+        let single = !matches!(client_ip_header, "x-forwarded-for" | "forwarded");
+        self.0.retain(|(name, _)| {
+            !(cdn_headers.iter().any(|h| h == name) || (single && name == client_ip_header))
+        });
+        before - self.0.len()
+    }
 }
 
 impl gatehouse_core::pipeline::EditableHeaders for HeaderList {
@@ -230,19 +356,103 @@ impl gatehouse_core::pipeline::EditableHeaders for HeaderList {
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("ip")
+    }
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|c| c.parse().expect("cidr")).collect()
+    }
+
     #[test]
-    fn the_rightmost_forwarded_for_entry_is_the_client() {
-        let ip = client_ip_from_header("x-forwarded-for", &["198.51.100.9, 203.0.113.7"]);
-        assert_eq!(ip, Some("203.0.113.7".parse().expect("ip")));
-        let ip = client_ip_from_header(
+    fn without_a_trusted_list_the_nearest_hop_is_the_client() {
+        let xff = client_ip_behind(None, &[], "x-forwarded-for", &["198.51.100.9, 203.0.113.7"]);
+        assert_eq!(xff, Some(ip("203.0.113.7")));
+        let fwd = client_ip_behind(
+            None,
+            &[],
             "forwarded",
             &["for=198.51.100.9, for=\"[2001:db8::1]:443\""],
         );
-        assert_eq!(ip, Some("2001:db8::1".parse().expect("ip")));
-        let ip = client_ip_from_header("spin-client-addr", &["192.0.2.1:52100"]);
-        assert_eq!(ip, Some("192.0.2.1".parse().expect("ip")));
-        assert_eq!(client_ip_from_header("x-forwarded-for", &["unknown"]), None);
-        assert_eq!(client_ip_from_header("x-forwarded-for", &[]), None);
+        assert_eq!(fwd, Some(ip("2001:db8::1")));
+        let single = client_ip_behind(None, &[], "spin-client-addr", &["192.0.2.1:52100"]);
+        assert_eq!(single, Some(ip("192.0.2.1")));
+        assert_eq!(
+            client_ip_behind(None, &[], "x-forwarded-for", &["unknown"]),
+            None
+        );
+        assert_eq!(client_ip_behind(None, &[], "x-forwarded-for", &[]), None);
+        // A repeated single-address header is not believed.
+        assert_eq!(
+            client_ip_behind(None, &[], "true-client-ip", &["192.0.2.1", "192.0.2.2"]),
+            None
+        );
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_the_header_says() {
+        let peer = Some(ip("192.0.2.50"));
+        let trusted = cidrs(&["127.0.0.1", "10.0.0.0/8"]);
+        let got = client_ip_behind(peer, &trusted, "x-forwarded-for", &["203.0.113.7"]);
+        assert_eq!(got, peer);
+    }
+
+    #[test]
+    fn behind_a_trusted_peer_the_walk_skips_trusted_hops() {
+        let peer = Some(ip("127.0.0.1"));
+        let trusted = cidrs(&["127.0.0.1", "10.0.0.0/8"]);
+        let got = client_ip_behind(
+            peer,
+            &trusted,
+            "x-forwarded-for",
+            &["198.51.100.9, 203.0.113.7, 10.1.2.3"],
+        );
+        assert_eq!(got, Some(ip("203.0.113.7")));
+        // Every hop trusted: the farthest one.
+        let got = client_ip_behind(peer, &trusted, "x-forwarded-for", &["10.9.9.9, 10.1.2.3"]);
+        assert_eq!(got, Some(ip("10.9.9.9")));
+        // An unparseable hop stops the walk at the last hop vouched for.
+        let got = client_ip_behind(
+            peer,
+            &trusted,
+            "x-forwarded-for",
+            &["203.0.113.7, junk, 10.1.2.3"],
+        );
+        assert_eq!(got, Some(ip("10.1.2.3")));
+        // No header: the trusted peer itself.
+        assert_eq!(
+            client_ip_behind(peer, &trusted, "x-forwarded-for", &[]),
+            peer
+        );
+        // IPv4-mapped IPv6 peers match IPv4 networks.
+        let mapped = Some(ip("::ffff:127.0.0.1"));
+        let got = client_ip_behind(mapped, &trusted, "x-forwarded-for", &["203.0.113.7"]);
+        assert_eq!(got, Some(ip("203.0.113.7")));
+    }
+
+    #[test]
+    fn untrusted_facts_are_removed_and_the_rest_kept() {
+        let mut headers = HeaderList(vec![
+            ("x-geo-country".into(), b"US".to_vec()),
+            ("accept".into(), b"text/html".to_vec()),
+            ("x-geo-country".into(), b"DE".to_vec()),
+            ("true-client-ip".into(), b"192.0.2.1".to_vec()),
+        ]);
+        let cdn = vec!["x-geo-country".to_owned()];
+        assert_eq!(headers.strip_untrusted_facts(&cdn, "true-client-ip"), 3);
+        assert_eq!(
+            headers.0,
+            vec![("accept".to_owned(), b"text/html".to_vec())]
+        );
+        let mut xff = HeaderList(vec![("x-forwarded-for".into(), b"192.0.2.1".to_vec())]);
+        assert_eq!(xff.strip_untrusted_facts(&cdn, "x-forwarded-for"), 0);
+    }
+
+    #[test]
+    fn bad_cidrs_are_errors() {
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+        assert!(cidrs(&["2001:db8::/32"])[0].contains(ip("2001:db8::1")));
     }
 
     #[test]

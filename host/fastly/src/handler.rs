@@ -1,4 +1,5 @@
-//! The Fastly request handler: Gatehouse's own `/_ts/` routes, the page pipeline and the proxy to
+//! The Fastly request handler: Gatehouse's own `/_ts/` routes, the page pipeline (with the
+//! identity store in the Fastly KV store the deployment names, when it has one) and the proxy to
 //! the `origin` backend. Wiring only; every decision is the core's.
 
 use std::net::IpAddr;
@@ -7,11 +8,18 @@ use fastly::http::request::SendErrorCause;
 use fastly::http::{HeaderName, HeaderValue};
 use fastly::{Request, Response, SecretStore};
 use gatehouse_component_common::http::{
-    HeaderList, PROBLEM_CONTENT_TYPE, Problem, demo_response, is_own_route, log_provider_failures,
+    HeaderList, PROBLEM_CONTENT_TYPE, Problem, client_ip_behind, demo_response, is_own_route,
+    log_provider_failures,
 };
 use gatehouse_component_common::providers::{ComposedProviders, SettingsStore};
+use gatehouse_component_common::store::generational::GenerationalStore;
+use gatehouse_component_common::store::log_identity_outcome;
 use gatehouse_component_common::{Deployment, deployment_document};
+use gatehouse_core::identity::{Identity, Inline, NoBackoff};
 use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
+use gatehouse_core::task::block_on;
+
+use crate::kv::FastlyKv;
 
 /// The Fastly backend the origin is reached through (`origin.url` names where it points; the
 /// service's backend of this name is what Fastly connects to).
@@ -27,12 +35,26 @@ pub fn serve_client() {
 }
 
 fn handle(request: Request) -> Response {
-    let head = Head::read(&request);
-    // Fastly terminates the visitor's connection: its address is the client's.
-    let client_ip = request.get_client_ip_addr();
+    let mut head = Head::read(&request);
     let deployment = match Deployment::from_json(&deployment_document()) {
         Ok(doc) => doc,
         Err(e) => return problem(Problem::DeploymentInvalid, &e.to_string()),
+    };
+    let trusted = match deployment.trusted_proxies() {
+        Ok(trusted) => trusted,
+        Err(e) => return problem(Problem::DeploymentInvalid, &e.to_string()),
+    };
+    // Fastly terminates the visitor's connection: its address is the client's, unless it is a
+    // configured trusted proxy (a CDN in front of Fastly), whose header is then walked by the
+    // standalone host's rule. Facts only a trusted proxy may state are dropped otherwise.
+    let peer = request.get_client_ip_addr();
+    if !peer.is_some_and(|peer| trusted.iter().any(|cidr| cidr.contains(peer))) {
+        head.headers
+            .strip_untrusted_facts(&deployment.cdn_headers, &deployment.client_ip_header);
+    }
+    let client_ip = {
+        let values = head.values(&deployment.client_ip_header);
+        client_ip_behind(peer, &trusted, &deployment.client_ip_header, &values)
     };
     if matches!(head.method.as_str(), "CONNECT" | "TRACE") {
         let detail = format!("`{}` is not forwarded by this reverse proxy", head.method);
@@ -63,7 +85,25 @@ fn handle(request: Request) -> Response {
         head: &head,
         client_ip,
     };
-    let outcome = pipeline.run(&view, &WallClock, &mut providers);
+    let outcome = match &deployment.store {
+        // The Edge Cookie lifecycle over the Fastly KV store (its calls answer at once for the
+        // core: `Inline`, driven by `block_on`). Compare-and-swap retries do not wait: each
+        // attempt is a KV round trip already.
+        Some(store_doc) => {
+            let kv = GenerationalStore::new(FastlyKv::new(&store_doc.name), unix_now);
+            let settings = store_doc.settings();
+            let identity = Identity {
+                store: &Inline(&kv),
+                backoff: &NoBackoff,
+                settings: &settings,
+            };
+            let outcome =
+                block_on(pipeline.run_with_identity(&view, &WallClock, &mut providers, identity));
+            log_identity_outcome(&outcome);
+            outcome
+        }
+        None => pipeline.run(&view, &WallClock, &mut providers),
+    };
     log_provider_failures(&outcome);
     let mut forward = head.headers.clone();
     pipeline.edit_forwarded_request(&outcome.forward, &mut forward);
@@ -156,10 +196,15 @@ struct WallClock;
 
 impl Clock for WallClock {
     fn now_unix_seconds(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        unix_now()
     }
+}
+
+/// The wall clock in Unix seconds (consent expiry, the identity store's entry expiry).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The Fastly secret store [`SECRET_STORE`] for `{ env = "VAR" }` settings.

@@ -9,7 +9,10 @@
 #
 # Both runtimes instantiate the whole composition afresh per request. The wasi:http app under
 # `wasmtime serve` is the baseline of the same run; ratios are what to compare (wrk and the
-# runtime share the machine's cores, and Viceroy is a development server, not Fastly's edge).
+# runtime share the machine's cores, and Viceroy is a development server, not Fastly's edge). The
+# standalone host (`gatehouse serve`, release build) serves the same two configs beside them.
+# `full` keeps identities in each host's store: redb (standalone), Viceroy's in-memory KV store
+# (Fastly), `wasmtime serve -Skeyvalue`'s per-request bucket (wasi:http).
 #
 # Usage: host/standalone/benches/composed.sh [SECONDS=10] [CONNECTIONS=4]
 # Needs wrk, curl, Viceroy 0.22 ($GATEHOUSE_VICEROY or ~/.cache/gatehouse-ci-tools/viceroy) and
@@ -34,6 +37,9 @@ wasmtime="${GATEHOUSE_WASMTIME:-$HOME/.cache/gatehouse-ci-tools/wasmtime-cli/bin
 # components are always built with the `component` profile), so the debug build is enough.
 cargo build --locked -p gatehouse >&2
 gatehouse="${CARGO_TARGET_DIR:-target}/debug/gatehouse"
+# The standalone host measured beside them: the release build.
+cargo build --release --locked -p gatehouse >&2
+target="${CARGO_TARGET_DIR:-target}/release"
 work="$(mktemp -d)"
 pids=()
 trap bench_cleanup EXIT
@@ -54,7 +60,7 @@ serve() {
         sed -n '/from this fastly.toml:/,/^serve it with:/p' "$dir/compose.out" | sed '1d;$d' >"$dir/fastly.toml"
         (cd "$dir" && exec "$viceroy" serve -C fastly.toml --addr "127.0.0.1:$port" app.wasm) >"$dir.out" 2>&1 &
     else
-        "$wasmtime" serve -Scli -Sconfig --addr="127.0.0.1:$port" "$dir/app.wasm" >"$dir.out" 2>&1 &
+        "$wasmtime" serve -Scli -Sconfig -Skeyvalue --addr="127.0.0.1:$port" "$dir/app.wasm" >"$dir.out" 2>&1 &
     fi
     pids+=("$!")
     started_url="http://127.0.0.1:$port"
@@ -78,6 +84,17 @@ for target in fastly wasi-http; do
     bench_expect_cookie "${url[$target-bare]}" no -H "$client"
     bench_expect_cookie "${url[$target-full]}" yes -H "$client"
 done
+# The standalone host: its client is loopback, which it trusts as the proxy in front, so it reads
+# the same `X-Forwarded-For` as the wasi:http app.
+standalone() {
+    printf '[server]\nlisten = "127.0.0.1:0"\ntrusted_proxies = ["127.0.0.1"]\n%s\n' "$(config "$1")"
+}
+bench_serve standalone-bare "$(standalone '')"
+url[standalone-bare]="$started_url"
+bench_serve standalone-full "$(standalone "$bench_providers")"
+url[standalone-full]="$started_url"
+bench_expect_cookie "${url[standalone-bare]}" no -H "$client"
+bench_expect_cookie "${url[standalone-full]}" yes -H "$client"
 
 echo "sizes (bytes):"
 for name in fastly-bare fastly-full wasi-http-bare wasi-http-full; do
@@ -89,6 +106,8 @@ for config in bare full; do
     bench_wrk "${url[wasi-http-$config]}" -c"$connections" -d"${duration}s" -H "User-Agent: $bench_ua" -H "$client"
     base="$rps"
     printf '%-15s %12.0f %10s %10s %16s\n' "wasi-http-$config" "$rps" "$p50" "$p99" 1.00
-    bench_wrk "${url[fastly-$config]}" -c"$connections" -d"${duration}s" -H "User-Agent: $bench_ua" -H "$client"
-    printf '%-15s %12.0f %10s %10s %16.2f\n' "fastly-$config" "$rps" "$p50" "$p99" "$(echo "$rps / $base" | bc -l)"
+    for host in fastly standalone; do
+        bench_wrk "${url[$host-$config]}" -c"$connections" -d"${duration}s" -H "User-Agent: $bench_ua" -H "$client"
+        printf '%-15s %12.0f %10s %10s %16.2f\n' "$host-$config" "$rps" "$p50" "$p99" "$(echo "$rps / $base" | bc -l)"
+    done
 done

@@ -14,7 +14,8 @@
 //! Then it writes the deployment document ([`Deployment`]: policy, default country, cookie,
 //! consent and origin settings, the validated manifests, literal settings; `{ env = "VAR" }`
 //! settings only by their run-time key (`wasi:config`, or Fastly's secret store), never their
-//! value), wraps it in a generated
+//! value; with an Edge Cookie provider, the identity store's name and `[store]` lifecycle
+//! settings), wraps it in a generated
 //! data-only component, and plugs that, the providers (or a placeholder for an unconfigured
 //! kind) into the host component with `wac-graph`.
 //!
@@ -24,9 +25,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use gatehouse_component_common::store::{DEFAULT_FASTLY_KV_STORE, DEFAULT_KEYVALUE_BUCKET};
 use gatehouse_component_common::{
     DEPLOYMENT_FORMAT, DEPLOYMENT_INTERFACE, Deployment, ManifestDoc, OriginDoc, ProviderDoc,
-    SettingDoc, config_key_for_env, deployment::EdgeCookieDoc,
+    SettingDoc, StoreDoc, config_key_for_env, deployment::EdgeCookieDoc,
 };
 use gatehouse_core::pipeline::PagePipeline;
 use gatehouse_core::policy::{EMBEDDED_POLICY_SOURCE, EMBEDDED_POLICY_YAML, Policy};
@@ -98,6 +100,34 @@ impl Target {
             Self::Fastly => FASTLY_HOST,
             Self::WasiHttp => WASI_HTTP_HOST,
         }
+    }
+
+    /// The identity store of an app composed for this target, from `[store]`: the Fastly KV
+    /// store (`store.fastly_kv_store`) or the `wasi:keyvalue` bucket (`store.keyvalue_bucket`).
+    /// `None` without an Edge Cookie provider (no identity to keep) or with
+    /// `store.enabled = false` (stateless).
+    fn store_doc(self, config: &Config) -> Option<StoreDoc> {
+        let store = &config.store;
+        if !store.enabled || config.ec.provider.is_none() {
+            return None;
+        }
+        let name = match self {
+            Self::Fastly => store
+                .fastly_kv_store
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FASTLY_KV_STORE.to_owned()),
+            Self::WasiHttp => store
+                .keyvalue_bucket
+                .clone()
+                .unwrap_or_else(|| DEFAULT_KEYVALUE_BUCKET.to_owned()),
+        };
+        Some(StoreDoc {
+            name,
+            tombstone_secs: store.tombstone_secs,
+            cas_attempts: store.cas_attempts,
+            cas_base_delay_ms: store.cas_base_delay_ms,
+            cas_max_delay_ms: store.cas_max_delay_ms,
+        })
     }
 
     /// What holds the `{ env = .. }` settings at run time, for messages.
@@ -231,13 +261,14 @@ pub struct Composed {
 }
 
 impl Composed {
-    /// The command that serves `output` locally: `wasmtime serve` for wasi:http, Viceroy (with
-    /// the [`Composed::viceroy_config`] file `fastly.toml` next to it) for Fastly.
+    /// The command that serves `output` locally: `wasmtime serve` for wasi:http (`-Skeyvalue`
+    /// always: the host component imports `wasi:keyvalue`), Viceroy (with the
+    /// [`Composed::viceroy_config`] file `fastly.toml` next to it) for Fastly.
     #[must_use]
     pub fn serve_command(&self, output: &Path) -> String {
         match self.target {
             Target::WasiHttp => {
-                let mut command = String::from("wasmtime serve -Scli -Sconfig");
+                let mut command = String::from("wasmtime serve -Scli -Sconfig -Skeyvalue");
                 for (key, var) in &self.config_vars {
                     command.push_str(&format!(" -Sconfig-var={key}=\"${var}\""));
                 }
@@ -252,9 +283,10 @@ impl Composed {
     }
 
     /// For Fastly: the `[local_server]` tables of the `fastly.toml` Viceroy needs: the
-    /// [`FASTLY_ORIGIN_BACKEND`] backend (unless the origin is `builtin:demo`) and the
+    /// [`FASTLY_ORIGIN_BACKEND`] backend (unless the origin is `builtin:demo`), the
     /// [`FASTLY_SECRET_STORE`] secret store, whose entries read the same environment variables
-    /// the config names. `None` for wasi:http.
+    /// the config names, and the identity store's KV store, empty (Viceroy keeps it in memory
+    /// for the life of the process). `None` for wasi:http.
     #[must_use]
     pub fn viceroy_config(&self) -> Option<String> {
         if self.target != Target::Fastly {
@@ -285,6 +317,12 @@ impl Composed {
             "{FASTLY_SECRET_STORE} = [{}]\n",
             entries.join(", ")
         ));
+        if let Some(store) = &self.deployment.store {
+            text.push_str(&format!(
+                "\n[local_server.kv_stores]\n{} = []\n",
+                toml_string(&store.name)
+            ));
+        }
         Some(text)
     }
 }
@@ -475,10 +513,21 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         },
         origin,
         client_ip_header: config.client_ip_header()?.name().to_owned(),
+        // Checked here (startup's rule, naming the entry); embedded as written.
+        trusted_proxies: {
+            config.trusted_proxies()?;
+            config.server.trusted_proxies.clone()
+        },
+        cdn_headers: config
+            .cdn_headers()?
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect(),
         forbidden_headers: config.runtime.forbidden_headers.clone(),
         geo: None,
         device: None,
         ec: None,
+        store: target.store_doc(&config),
     };
     // The same validation the host runs on every request, once here.
     PagePipeline::new(
@@ -822,7 +871,7 @@ pub fn run_command(config: &Path, target: Target, output: &Path) -> std::process
             }
             if let Some(viceroy_config) = composed.viceroy_config() {
                 println!(
-                    "Viceroy reads the backend and secret store from this fastly.toml:\n{viceroy_config}"
+                    "Viceroy reads the backend, the secret store and the KV store from this fastly.toml:\n{viceroy_config}"
                 );
             }
             println!("serve it with:\n  {}", composed.serve_command(output));

@@ -17,11 +17,6 @@
 //!   for its commit costs no thread and no hand-off; a read is answered at once, on the polling
 //!   thread, from redb's in-memory page cache (a read that misses the cache reads the file with
 //!   one `pread`; no read ever waits for the writer or an `fsync`).
-//! - **Async callers hold no thread**: as an [`AsyncIdentityStore`] (the page pipeline's view),
-//!   a write's future waits for the writer's answer on a oneshot channel, so a request waiting
-//!   for its commit costs no thread and no hand-off; a read is answered at once, on the polling
-//!   thread, from redb's in-memory page cache (a read that misses the cache reads the file with
-//!   one `pread`; no read ever waits for the writer or an `fsync`).
 //! - **Compare-and-swap**: redb runs one write transaction at a time, and each write reads the
 //!   entry, checks the [`WriteMode`] and writes inside that transaction, so checks and writes
 //!   never interleave.

@@ -1,15 +1,20 @@
-//! The `wasi:http/incoming-handler` export: Gatehouse's own `/_ts/` routes, the page pipeline and
-//! the proxy to the origin. Wiring only; every decision is the core's.
+//! The `wasi:http/incoming-handler` export: Gatehouse's own `/_ts/` routes, the page pipeline
+//! (with the identity store in the deployment's `wasi:keyvalue` bucket, when it has one) and the
+//! proxy to the origin. Wiring only; every decision is the core's.
 
 use std::io::Write as _;
 
 use gatehouse_component_common::http::{
-    HeaderList as Headers, PROBLEM_CONTENT_TYPE, Problem, client_ip_from_header, demo_response,
+    HeaderList as Headers, PROBLEM_CONTENT_TYPE, Problem, client_ip_behind, demo_response,
     is_own_route, log_provider_failures,
 };
 use gatehouse_component_common::providers::SettingsStore;
+use gatehouse_component_common::store::keyvalue::KeyValueStore;
+use gatehouse_component_common::store::log_identity_outcome;
 use gatehouse_component_common::{Deployment, OriginDoc, deployment_document};
+use gatehouse_core::identity::{Identity, Inline, NoBackoff};
 use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
+use gatehouse_core::task::block_on;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -18,6 +23,7 @@ use wasip2::http::types::{
 };
 
 use crate::bindings::wasi::config::store;
+use crate::keyvalue::WasiBucket;
 use crate::{ComposedProviders, WasiHttpHost};
 
 impl Guest for WasiHttpHost {
@@ -52,15 +58,42 @@ impl Guest for WasiHttpHost {
             return own_route(response_out, &head, &providers);
         }
 
+        let trusted = match deployment.trusted_proxies() {
+            Ok(trusted) => trusted,
+            Err(e) => return problem(response_out, Problem::DeploymentInvalid, &e.to_string()),
+        };
+        // wasi:http reports no peer: the platform in front is the trusted proxy, and its header
+        // is walked through the further trusted hops, by the standalone host's rule.
         let client_ip = {
             let values = head.values(&deployment.client_ip_header);
-            client_ip_from_header(&deployment.client_ip_header, &values)
+            client_ip_behind(None, &trusted, &deployment.client_ip_header, &values)
         };
         let view = View {
             head: &head,
             client_ip,
         };
-        let outcome = pipeline.run(&view, &WallClock, &mut providers);
+        let outcome = match &deployment.store {
+            // The Edge Cookie lifecycle over the `wasi:keyvalue` bucket (its calls answer at
+            // once for the core: `Inline`, driven by `block_on`; retries do not wait).
+            Some(store_doc) => {
+                let kv = KeyValueStore::new(WasiBucket::new(&store_doc.name), unix_now);
+                let settings = store_doc.settings();
+                let identity = Identity {
+                    store: &Inline(&kv),
+                    backoff: &NoBackoff,
+                    settings: &settings,
+                };
+                let outcome = block_on(pipeline.run_with_identity(
+                    &view,
+                    &WallClock,
+                    &mut providers,
+                    identity,
+                ));
+                log_identity_outcome(&outcome);
+                outcome
+            }
+            None => pipeline.run(&view, &WallClock, &mut providers),
+        };
         log_provider_failures(&outcome);
         let mut forward = Headers(head.headers.clone());
         pipeline.edit_forwarded_request(&outcome.forward, &mut forward);
@@ -182,8 +215,13 @@ struct WallClock;
 
 impl Clock for WallClock {
     fn now_unix_seconds(&self) -> u64 {
-        wasip2::clocks::wall_clock::now().seconds
+        unix_now()
     }
+}
+
+/// The wall clock in Unix seconds (consent expiry, the identity store's entry expiry).
+fn unix_now() -> u64 {
+    wasip2::clocks::wall_clock::now().seconds
 }
 
 /// `wasi:config/store` for `{ env = "VAR" }` settings.

@@ -544,12 +544,24 @@ fn deterministic_value_already_stored_is_set_without_a_second_record() {
 }
 
 #[test]
-fn run_without_identity_leaves_the_lifecycle_out() {
+fn run_without_identity_still_expires_the_cookie_on_an_explicit_withdrawal() {
+    // No store: nothing to tombstone, but the browser's copy goes, as with a store.
     let view = with_cookie("").header("sec-gpc", "1");
     let outcome = pipeline("US").run(&view, &CLOCK, &mut Mock::standard(Some("US"), None));
     let decision = outcome.decision.expect("page");
     assert!(matches!(decision.identity, IdentityOutcome::NotUsed));
-    assert_ne!(decision.edge_cookie, EdgeCookieDecision::Withdrawn);
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::Withdrawn);
+    assert_eq!(outcome.response.set_cookie.as_deref(), Some(EXPIRED));
+    assert!(outcome.forward.strip_edge_cookie, "never forwarded");
+
+    // Without a cookie there is nothing to expire; without a provider, no Edge Cookie at all.
+    let bare = View::page().header("sec-gpc", "1");
+    let outcome = pipeline("US").run(&bare, &CLOCK, &mut Mock::standard(Some("US"), None));
+    assert_eq!(outcome.response.set_cookie, None);
+    let mut no_ec = Mock::standard(Some("US"), None);
+    no_ec.ec = None;
+    let outcome = pipeline("US").run(&view, &CLOCK, &mut no_ec);
+    assert_eq!(outcome.response.set_cookie, None);
 }
 
 #[test]

@@ -184,7 +184,7 @@ fn de_with_a_tcf_string_granting_storage_gets_an_edge_cookie() {
 }
 
 #[test]
-fn de_with_a_tcf_string_refusing_storage_gets_no_edge_cookie() {
+fn de_with_a_tcf_string_refusing_storage_gets_no_edge_cookie_and_the_one_it_has_expires() {
     let pipeline = pipeline("US");
     let mut providers = Mock::standard(Some("DE"), None);
     let refusing = tc_string(&[2, 7], &[]);
@@ -198,9 +198,25 @@ fn de_with_a_tcf_string_refusing_storage_gets_no_edge_cookie() {
         decision.permissions,
         held(&["select-basic-ads", "measure-ad-performance"])
     );
-    assert_eq!(decision.edge_cookie, EdgeCookieDecision::NotPermitted);
+    // Refusing purpose 1 is an explicit withdrawal: the cookie present is expired (there is no
+    // store to tombstone here), and the provider is never called.
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::Withdrawn);
+    assert!(
+        outcome
+            .response
+            .set_cookie
+            .as_deref()
+            .is_some_and(|c| c.contains("Max-Age=0"))
+    );
     assert!(!providers.called(ProviderKind::EdgeCookie));
     assert!(outcome.forward.strip_edge_cookie);
+
+    // Without a cookie there is nothing to withdraw: not permitted, nothing set.
+    let view = View::page().header("cookie", &format!("euconsent-v2={refusing}"));
+    let outcome = run(&pipeline, &view, &mut Mock::standard(Some("DE"), None));
+    let decision = outcome.decision.expect("page request");
+    assert_eq!(decision.edge_cookie, EdgeCookieDecision::NotPermitted);
+    assert_eq!(outcome.response.set_cookie, None);
 }
 
 #[test]

@@ -6,11 +6,12 @@
 //! it into `~/.cache/gatehouse-ci-tools/wasmtime-cli`; `GATEHOUSE_WASMTIME` may name another
 //! binary. Without it they fail, saying how to install it.
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
+use crate::hosts::{
+    Running, cookie_value, origin_saw_cookie, printed_wasmtime_flags, serve_wasi_http_app,
+};
 use crate::support::{Origin, component, http_get, run, sha256_of, write_config};
 
 pub(crate) const HOSTILE: &str = env!("GATEHOUSE_COMPONENT_GATEHOUSE_GUEST_HOSTILE");
@@ -28,6 +29,10 @@ pub(crate) const PASSPHRASE_VAR: &str = "GATEHOUSE_TEST_EC_PASSPHRASE";
 pub(crate) fn compose_config(origin: &str, ec: &str) -> String {
     format!(
         r#"
+[server]
+# The tests' client (127.0.0.1) plays the CDN in front: its geo headers count.
+trusted_proxies = ["127.0.0.1"]
+
 [origin]
 url = "{origin}"
 
@@ -195,75 +200,15 @@ fn compose_never_embeds_a_setting_read_from_the_environment() {
     );
 }
 
-/// The wasmtime CLI the served tests run, or a panic saying how to install it.
-fn wasmtime_cli() -> PathBuf {
-    if let Some(path) = std::env::var_os("GATEHOUSE_WASMTIME") {
-        return PathBuf::from(path);
-    }
-    let cached = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .map(|home| home.join(".cache/gatehouse-ci-tools/wasmtime-cli/bin/wasmtime"));
-    if let Some(path) = cached.filter(|p| p.exists()) {
-        return path;
-    }
-    if Command::new("wasmtime")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return PathBuf::from("wasmtime");
-    }
-    panic!(
-        "the composed wasi:http app is served with the wasmtime CLI, which is not installed: run \
-         `cargo install wasmtime-cli --version 48.0.8 --locked --root ~/.cache/gatehouse-ci-tools/wasmtime-cli` \
-         (as .ci/run does), or set GATEHOUSE_WASMTIME to a wasmtime 48 binary"
-    );
+/// Serves a composed app (its path and what compose printed) with the `wasmtime serve` command
+/// compose printed, `env` giving the values of the variables that command names.
+fn serve(composed: &(PathBuf, String), env: &[(&str, &str)]) -> Running {
+    serve_wasi_http_app(&composed.0, &printed_wasmtime_flags(&composed.1, env))
 }
 
-/// `wasmtime serve` running a composed app.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serves `app` with the flags `gatehouse compose` printed, on a free port.
-fn serve(app: &Path, config_vars: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(wasmtime_cli());
-    cmd.args(["serve", "-Scli", "-Sconfig"]);
-    for (key, value) in config_vars {
-        cmd.arg(format!("-Sconfig-var={key}={value}"));
-    }
-    cmd.arg("--addr=127.0.0.1:0")
-        .arg(app)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn wasmtime serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    // `Serving HTTP on http://127.0.0.1:PORT/`
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("wasmtime serve exited before listening")
-            .expect("stderr line");
-        if let Some(rest) = line.split("http://").nth(1) {
-            break rest.trim_end_matches('/').parse().expect("listen address");
-        }
-    };
-    // Keep draining stderr (the app's log) so wasmtime never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
-}
-
-/// Composes `config` (with `env` set for compose) and checks the printed serve command.
-fn composed_app(label: &str, config: &str) -> PathBuf {
+/// Composes `config` (its `{ env = .. }` variables unset) and checks the printed serve
+/// command; returns the app's path and what compose printed.
+fn composed_app(label: &str, config: &str) -> (PathBuf, String) {
     let config_path = write_config(label, config);
     let output = config_path.with_file_name("app.wasm");
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
@@ -274,127 +219,53 @@ fn composed_app(label: &str, config: &str) -> PathBuf {
         .env_remove(PASSPHRASE_VAR)
         .output()
         .expect("run gatehouse");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("wasmtime serve -Scli -Sconfig"),
+        stdout.contains("wasmtime serve -Scli -Sconfig -Skeyvalue"),
         "compose prints the serve command: {stdout}"
     );
-    output
+    (output, stdout)
 }
 
-fn page(served: &Served, headers: &[(&str, &str)]) -> crate::support::Response {
+fn page(served: &Running, headers: &[(&str, &str)]) -> crate::support::Response {
     http_get(served.addr, "/", headers)
 }
 
+/// The decisions themselves (mint, keep, GPC, DE with and without TCF, bots, own routes) are
+/// the conformance suite's (`conformance.rs`), on this host and the others alike; this test covers
+/// what only a composed wasi:http app has: a setting read at run time through `wasi:config`, and
+/// the health document naming the host and its providers.
 #[test]
-fn the_composed_wasi_http_app_decides_like_the_standalone_host_under_wasmtime_serve() {
+fn the_composed_wasi_http_app_reads_its_setting_from_wasi_config_and_reports_its_providers() {
     let origin = Origin::start();
     let ec = format!(
-        "[ec]\nprovider = \"hmac\"\ncookie_domain = \"example.test\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
     );
     let app = composed_app("served", &compose_config(&origin.url(), &ec));
-    let key = PASSPHRASE_VAR.to_ascii_lowercase();
-    let served = serve(&app, &[(&key, "a-test-passphrase-from-wasi-config")]);
-    let client = ("x-forwarded-for", "203.0.113.7");
-
-    // US: minted, with the configured attributes; the page is the origin's.
+    let served = serve(
+        &app,
+        &[(PASSPHRASE_VAR, "a-test-passphrase-from-wasi-config")],
+    );
+    // wasi:http reports no peer: the client address is the platform's header.
     let us = page(
         &served,
-        &[("user-agent", BROWSER), ("x-geo-country", "US"), client],
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "US"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ],
     );
     assert_eq!(us.status, 200, "{us:?}");
-    let cookie = us
-        .set_cookie("ts-ec")
-        .expect("US visitors get an Edge Cookie");
-    assert!(cookie.contains("Domain=example.test"), "{cookie}");
-    assert!(cookie.contains("Max-Age=31536000"), "{cookie}");
-    assert_eq!(us.header("x-origin"), Some("yes"), "proxied to the origin");
-    assert_eq!(us.header("cache-control"), Some("private"));
-    let forwarded = origin
-        .requests
-        .lock()
-        .expect("lock")
-        .last()
-        .cloned()
-        .expect("seen");
     assert!(
-        forwarded
-            .to_ascii_lowercase()
-            .contains("gatehouse-decision: rule=\"us\""),
-        "the origin is told the decision: {forwarded}"
+        us.set_cookie("ts-ec").is_some(),
+        "minted with the setting: {us:?}"
     );
 
-    // GPC opts out: no cookie.
-    let gpc = page(
-        &served,
-        &[
-            ("user-agent", BROWSER),
-            ("x-geo-country", "US"),
-            ("sec-gpc", "1"),
-            client,
-        ],
-    );
-    assert_eq!(gpc.status, 200);
-    assert_eq!(gpc.set_cookie("ts-ec"), None, "GPC: no cookie");
-
-    // DE without consent: GDPR, no cookie.
-    let de = page(
-        &served,
-        &[("user-agent", BROWSER), ("x-geo-country", "DE"), client],
-    );
-    assert_eq!(de.status, 200);
-    assert_eq!(
-        de.set_cookie("ts-ec"),
-        None,
-        "DE without consent: no cookie"
-    );
-
-    // DE with a TCF record consenting to every purpose: the Edge Cookie is set.
-    let consented = format!("euconsent-v2={}", crate::support::tc_full_consent_now());
-    let de_tcf = page(
-        &served,
-        &[
-            ("user-agent", BROWSER),
-            ("x-geo-country", "DE"),
-            ("cookie", &consented),
-            client,
-        ],
-    );
-    assert_eq!(de_tcf.status, 200);
-    assert!(
-        de_tcf.set_cookie("ts-ec").is_some(),
-        "DE with TCF consent: cookie set {de_tcf:?}"
-    );
-
-    // A bot gets none, even in the US.
-    let bot = page(
-        &served,
-        &[
-            ("user-agent", "curl/8.5.0"),
-            ("x-geo-country", "US"),
-            client,
-        ],
-    );
-    assert_eq!(bot.status, 200);
-    assert_eq!(bot.set_cookie("ts-ec"), None, "bots get no cookie");
-
-    // Gatehouse's own routes.
-    let unknown = http_get(served.addr, "/_ts/nope", &[]);
-    assert_eq!(unknown.status, 404);
-    assert_eq!(
-        unknown.header("content-type"),
-        Some("application/problem+json")
-    );
-    assert!(
-        unknown.body.contains("/_ts/problems/not-found"),
-        "{}",
-        unknown.body
-    );
     let health = http_get(served.addr, "/_ts/health", &[]);
     assert_eq!(health.status, 200);
     let doc: serde_json::Value = serde_json::from_str(&health.body).expect("health json");
@@ -471,7 +342,7 @@ fn the_composed_app_exports_the_incoming_handler_and_imports_only_what_wasmtime_
     );
     let engine = wasmtime::Engine::default();
     let component =
-        wasmtime::component::Component::from_file(&engine, &app).expect("a valid component");
+        wasmtime::component::Component::from_file(&engine, &app.0).expect("a valid component");
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(&engine).map(|(n, _)| n.to_owned()).collect();
     assert!(
@@ -481,7 +352,9 @@ fn the_composed_app_exports_the_incoming_handler_and_imports_only_what_wasmtime_
         "{exports:?}"
     );
     // The providers, the deployment and the placeholder are inside; what is left is WASI (with
-    // `wasi:config` for the passphrase) and the type-only provider types.
+    // `wasi:config` for the passphrase and `wasi:keyvalue@0.2.0-draft` for the identity store,
+    // both of which `wasmtime serve -Sconfig -Skeyvalue` offers) and the type-only provider
+    // types.
     let imports: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
     for import in &imports {
         assert!(
@@ -499,4 +372,118 @@ fn the_composed_app_exports_the_incoming_handler_and_imports_only_what_wasmtime_
             .any(|i| i.starts_with("wasi:http/outgoing-handler@")),
         "{imports:?}"
     );
+    for keyvalue in [
+        "wasi:keyvalue/store@0.2.0-draft",
+        "wasi:keyvalue/atomics@0.2.0-draft",
+    ] {
+        assert!(imports.iter().any(|i| i == keyvalue), "{imports:?}");
+    }
+    let keyvalue: Vec<&String> = imports
+        .iter()
+        .filter(|i| i.starts_with("wasi:keyvalue/"))
+        .collect();
+    assert_eq!(keyvalue.len(), 2, "only store and atomics: {keyvalue:?}");
+}
+
+#[test]
+fn the_composed_wasi_http_app_keeps_identities_in_wasi_keyvalue_for_the_request_under_wasmtime_serve()
+ {
+    let origin = Origin::start();
+    let ec = format!(
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+    );
+    let app = composed_app("served-keyvalue", &compose_config(&origin.url(), &ec));
+    let served = serve(
+        &app,
+        &[(PASSPHRASE_VAR, "a-test-passphrase-from-wasi-config")],
+    );
+    let client = ("x-forwarded-for", "203.0.113.8");
+
+    // A mint stores its record add-only first: with `-Skeyvalue` the store is there, so the
+    // cookie is set.
+    let us = page(
+        &served,
+        &[("user-agent", BROWSER), ("x-geo-country", "US"), client],
+    );
+    let value = cookie_value(us.set_cookie("ts-ec").expect("minted"));
+
+    // An explicit withdrawal with the cookie expires it and tombstones the record in the
+    // request's bucket.
+    let cookie = format!("ts-ec={value}");
+    let gpc = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "US"),
+            ("sec-gpc", "1"),
+            ("cookie", &cookie),
+            client,
+        ],
+    );
+    assert_eq!(gpc.status, 200, "{gpc:?}");
+    let expired = gpc.set_cookie("ts-ec").expect("the cookie is expired");
+    assert!(expired.contains("Max-Age=0"), "{expired}");
+    assert_eq!(gpc.header("cache-control"), Some("private"));
+    assert!(
+        !origin_saw_cookie(&origin, &value),
+        "a withdrawn cookie is not forwarded"
+    );
+
+    // What persists: nothing. `wasmtime serve` gives every request a fresh in-memory bucket, so
+    // the consent stored with a DE visitor's record is gone on their next request, which (with
+    // no consent signal of its own) is therefore not permitted: the cookie is not forwarded.
+    let consented = format!("euconsent-v2={}", crate::support::tc_full_consent_now());
+    let de_tcf = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "DE"),
+            ("cookie", &consented),
+            client,
+        ],
+    );
+    let de_value = cookie_value(de_tcf.set_cookie("ts-ec").expect("DE with consent: minted"));
+    let de_cookie = format!("ts-ec={de_value}");
+    let returning = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "DE"),
+            ("cookie", &de_cookie),
+            client,
+        ],
+    );
+    assert_eq!(returning.status, 200);
+    assert_eq!(returning.set_cookie("ts-ec"), None);
+    assert!(
+        !origin_saw_cookie(&origin, &de_value),
+        "no stored consent survives the request under wasmtime serve"
+    );
+}
+
+#[test]
+fn a_wasi_keyvalue_bucket_the_platform_does_not_have_fails_the_mint_closed() {
+    let ec = format!(
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n\n[store]\nkeyvalue_bucket = \"not-offered\"\n"
+    );
+    let app = composed_app(
+        "served-keyvalue-missing",
+        &compose_config("builtin:demo", &ec),
+    );
+    let served = serve(
+        &app,
+        &[(PASSPHRASE_VAR, "a-test-passphrase-from-wasi-config")],
+    );
+    // `wasmtime serve` has only the bucket `""`: opening another fails, the store is
+    // unavailable, and a mint sets no cookie; the page is still served.
+    let us = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "US"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    );
+    assert_eq!(us.status, 200, "{us:?}");
+    assert_eq!(us.set_cookie("ts-ec"), None, "store unavailable: no cookie");
 }

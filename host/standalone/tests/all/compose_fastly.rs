@@ -7,16 +7,14 @@
 //! binary (a missing one fails). Outside CI (no `GATEHOUSE_VICEROY`, no `CI`) a machine without
 //! Viceroy skips them with a message on stderr saying how to install it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
 use crate::compose::{BROWSER, FILESYSTEM, HOSTILE, PASSPHRASE_VAR, compose_config, external_ec};
+use crate::hosts::{
+    Running, cookie_value, origin_saw_cookie, serve_fastly, serve_fastly_edited, viceroy,
+};
 use crate::support::{Origin, component, http_get, sha256_of, write_config};
-
-/// The Viceroy version `.ci/run` installs.
-const VICEROY_VERSION: &str = "0.22.0";
 
 /// Runs `gatehouse compose --target fastly` for `config` with `env`; returns (exit code, stdout,
 /// stderr, output path).
@@ -107,208 +105,78 @@ fn compose_for_fastly_reads_env_settings_from_the_secret_store_and_never_embeds_
         stdout.contains("viceroy serve -C fastly.toml"),
         "compose prints the Viceroy command: {stdout}"
     );
-}
-
-/// The Viceroy binary, or `None` (with a loud message) when it is absent outside CI.
-fn viceroy() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("GATEHOUSE_VICEROY") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "GATEHOUSE_VICEROY names `{}`, which does not exist",
-            path.display()
-        );
-        return Some(path);
-    }
-    let cached = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .map(|home| home.join(".cache/gatehouse-ci-tools/viceroy/bin/viceroy"));
-    if let Some(path) = cached.filter(|p| p.exists()) {
-        return Some(path);
-    }
-    let hint = format!(
-        "the composed Fastly app is served with Viceroy, which is not installed: run \
-         `cargo install viceroy --version ={VICEROY_VERSION} --locked --root ~/.cache/gatehouse-ci-tools/viceroy` \
-         (as .ci/run does), or set GATEHOUSE_VICEROY"
+    assert!(
+        stdout.contains("[local_server.kv_stores]\n\"gatehouse-identity\" = []"),
+        "the printed fastly.toml declares the identity store's KV store: {stdout}"
     );
-    assert!(std::env::var_os("CI").is_none(), "{hint}");
-    eprintln!("\n!!! SKIPPED (not in CI): {hint}\n");
-    None
-}
-
-/// Viceroy serving a composed app.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Composes `config` for Fastly, writes the `fastly.toml` compose printed next to the app and
-/// serves it with the command compose printed (on a free port).
-fn serve(viceroy: &Path, label: &str, config: &str, env: &[(&str, &str)]) -> Served {
-    let (code, stdout, stderr, app) = compose(label, config, &[]);
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let fastly_toml = stdout
-        .split_once("from this fastly.toml:\n")
-        .and_then(|(_, rest)| rest.split_once("serve it with:"))
-        .map(|(toml, _)| toml.to_owned())
-        .expect("compose prints the fastly.toml");
-    let serve_line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("viceroy serve"))
-        .expect("compose prints the viceroy command");
-    assert!(serve_line.contains("-C fastly.toml"), "{serve_line}");
-    let dir = app.parent().expect("dir");
-    std::fs::write(dir.join("fastly.toml"), fastly_toml).expect("write fastly.toml");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut cmd = Command::new(viceroy);
-    cmd.current_dir(dir)
-        .args(["serve", "-C", "fastly.toml", "--addr"])
-        .arg(addr.to_string())
-        .arg(&app)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let child = cmd.spawn().expect("spawn viceroy");
-    let mut served = Served { child, addr };
-    // Viceroy compiles the component before it listens.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = served.child.try_wait() {
-            panic!("viceroy exited before listening: {status}");
-        }
-        assert!(Instant::now() < deadline, "viceroy did not listen in 120 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    served.addr = addr;
-    served
-}
-
-fn page(served: &Served, headers: &[(&str, &str)]) -> crate::support::Response {
-    http_get(served.addr, "/", headers)
 }
 
 #[test]
-fn the_composed_fastly_app_decides_like_the_standalone_host_under_viceroy() {
+fn compose_for_fastly_names_the_configured_kv_store_and_none_without_an_edge_cookie_provider() {
+    let ec = format!(
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n\n[store]\nfastly_kv_store = \"publisher-ids\"\n"
+    );
+    let (code, stdout, stderr, _) =
+        compose("fastly-kv-name", &compose_config("builtin:demo", &ec), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("[local_server.kv_stores]\n\"publisher-ids\" = []"),
+        "{stdout}"
+    );
+    // No Edge Cookie provider: no identity to keep, no KV store.
+    let (code, stdout, stderr, _) =
+        compose("fastly-no-ec", &compose_config("builtin:demo", ""), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("kv_stores"), "{stdout}");
+    // `store.enabled = false`: stateless.
+    let stateless = format!("{ec}enabled = false\n");
+    let (code, stdout, stderr, _) = compose(
+        "fastly-stateless",
+        &compose_config("builtin:demo", &stateless),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("kv_stores"), "{stdout}");
+    // A name Fastly cannot have is refused, naming the key.
+    let unnamed = ec.replace("\"publisher-ids\"", "\"\"");
+    let (code, _, stderr, output) = compose(
+        "fastly-kv-empty",
+        &compose_config("builtin:demo", &unnamed),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("store.fastly_kv_store"), "{stderr}");
+    assert!(!output.exists());
+}
+
+fn page(served: &Running, headers: &[(&str, &str)]) -> crate::support::Response {
+    http_get(served.addr, "/", headers)
+}
+
+/// The decisions themselves (mint, keep, GPC, DE with and without TCF, bots, own routes) are
+/// the conformance suite's (`conformance.rs`), on this host and the others alike; this test covers
+/// what only a deployed Fastly app has: a setting read at run time from the secret store, and the
+/// health document naming the host and its providers.
+#[test]
+fn the_composed_fastly_app_reads_its_secret_at_run_time_and_reports_its_providers() {
     let Some(viceroy) = viceroy() else { return };
     let origin = Origin::start();
     let ec = format!(
-        "[ec]\nprovider = \"hmac\"\ncookie_domain = \"example.test\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
     );
-    let served = serve(
+    let served = serve_fastly(
         &viceroy,
         "fastly-served",
         &compose_config(&origin.url(), &ec),
         &[(PASSPHRASE_VAR, "a-test-passphrase-from-the-secret-store")],
     );
-
-    // US: minted, with the configured attributes; the page is the origin's.
     let us = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US")]);
     assert_eq!(us.status, 200, "{us:?}");
-    let cookie = us
-        .set_cookie("ts-ec")
-        .expect("US visitors get an Edge Cookie");
-    assert!(cookie.contains("Domain=example.test"), "{cookie}");
-    assert!(cookie.contains("Max-Age=31536000"), "{cookie}");
-    assert_eq!(us.header("x-origin"), Some("yes"), "proxied to the origin");
-    let forwarded = origin
-        .requests
-        .lock()
-        .expect("lock")
-        .last()
-        .cloned()
-        .expect("seen");
     assert!(
-        forwarded
-            .to_ascii_lowercase()
-            .contains("gatehouse-decision: rule=\"us\""),
-        "the origin is told the decision: {forwarded}"
+        us.set_cookie("ts-ec").is_some(),
+        "minted with the secret: {us:?}"
     );
 
-    // An existing cookie the provider accepts is kept, not re-minted.
-    let value = cookie
-        .split(';')
-        .next()
-        .and_then(|kv| kv.split_once('='))
-        .map(|(_, v)| v.to_owned())
-        .expect("cookie value");
-    let returning = page(
-        &served,
-        &[
-            ("user-agent", BROWSER),
-            ("x-geo-country", "US"),
-            ("cookie", &format!("ts-ec={value}")),
-        ],
-    );
-    assert_eq!(returning.status, 200);
-    if let Some(again) = returning.set_cookie("ts-ec") {
-        assert!(again.contains(&value), "the same identity: {again}");
-    }
-
-    // GPC opts out: no cookie.
-    let gpc = page(
-        &served,
-        &[
-            ("user-agent", BROWSER),
-            ("x-geo-country", "US"),
-            ("sec-gpc", "1"),
-        ],
-    );
-    assert_eq!(gpc.status, 200);
-    assert_eq!(gpc.set_cookie("ts-ec"), None, "GPC: no cookie");
-
-    // DE without consent: GDPR, no cookie.
-    let de = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "DE")]);
-    assert_eq!(de.status, 200);
-    assert_eq!(
-        de.set_cookie("ts-ec"),
-        None,
-        "DE without consent: no cookie"
-    );
-
-    // DE with a TCF record consenting to every purpose: the Edge Cookie is set.
-    let consented = format!("euconsent-v2={}", crate::support::tc_full_consent_now());
-    let de_tcf = page(
-        &served,
-        &[
-            ("user-agent", BROWSER),
-            ("x-geo-country", "DE"),
-            ("cookie", &consented),
-        ],
-    );
-    assert_eq!(de_tcf.status, 200);
-    assert!(
-        de_tcf.set_cookie("ts-ec").is_some(),
-        "DE with TCF consent: cookie set {de_tcf:?}"
-    );
-
-    // A bot gets none, even in the US.
-    let bot = page(
-        &served,
-        &[("user-agent", "curl/8.5.0"), ("x-geo-country", "US")],
-    );
-    assert_eq!(bot.status, 200);
-    assert_eq!(bot.set_cookie("ts-ec"), None, "bots get no cookie");
-
-    // Gatehouse's own routes.
-    let unknown = http_get(served.addr, "/_ts/nope", &[]);
-    assert_eq!(unknown.status, 404);
-    assert_eq!(
-        unknown.header("content-type"),
-        Some("application/problem+json")
-    );
     let health = http_get(served.addr, "/_ts/health", &[]);
     assert_eq!(health.status, 200);
     let doc: serde_json::Value = serde_json::from_str(&health.body).expect("health json");
@@ -326,7 +194,7 @@ fn the_composed_fastly_app_fails_a_provider_closed_when_its_secret_is_missing() 
     // Viceroy reads the secret store entry from the variable, which is unset: it holds an empty
     // secret, which the host treats as missing, so the provider is not called and the page is
     // served without a cookie.
-    let served = serve(
+    let served = serve_fastly(
         &viceroy,
         "fastly-no-secret",
         &compose_config("builtin:demo", &ec),
@@ -340,7 +208,7 @@ fn the_composed_fastly_app_fails_a_provider_closed_when_its_secret_is_missing() 
 #[test]
 fn the_composed_fastly_app_serves_the_builtin_demo_page_without_an_origin() {
     let Some(viceroy) = viceroy() else { return };
-    let served = serve(
+    let served = serve_fastly(
         &viceroy,
         "fastly-demo",
         &compose_config("builtin:demo", ""),
@@ -362,7 +230,7 @@ fn a_trapping_provider_fails_its_fastly_request_closed_and_the_next_one_is_serve
         &sha256_of(&hostile),
         "mode = \"trap\"\nreads = \"client-ip\"",
     );
-    let served = serve(
+    let served = serve_fastly(
         &viceroy,
         "fastly-trap",
         &compose_config(&origin.url(), &ec),
@@ -393,4 +261,138 @@ fn a_trapping_provider_fails_its_fastly_request_closed_and_the_next_one_is_serve
     // The next page request gets a fresh instance: it traps again, nothing is left over.
     let again = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US")]);
     assert_eq!(again.status, 500);
+}
+
+#[test]
+fn the_composed_fastly_app_keeps_the_identity_lifecycle_in_the_fastly_kv_store_across_requests() {
+    let Some(viceroy) = viceroy() else { return };
+    let origin = Origin::start();
+    let ec = format!(
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+    );
+    let served = serve_fastly(
+        &viceroy,
+        "fastly-kv-lifecycle",
+        &compose_config(&origin.url(), &ec),
+        &[(PASSPHRASE_VAR, "a-test-passphrase-from-the-secret-store")],
+    );
+    let browser = ("user-agent", BROWSER);
+    let consented = format!("euconsent-v2={}", crate::support::tc_full_consent_now());
+
+    // US: minted (the record is stored add-only first), then kept, not re-minted.
+    let us = page(&served, &[browser, ("x-geo-country", "US")]);
+    let us_value = cookie_value(us.set_cookie("ts-ec").expect("US: minted"));
+    let us_cookie = format!("ts-ec={us_value}");
+    let kept = page(
+        &served,
+        &[browser, ("x-geo-country", "US"), ("cookie", &us_cookie)],
+    );
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.set_cookie("ts-ec"), None, "kept, not re-minted");
+    assert!(origin_saw_cookie(&origin, &us_value));
+
+    // DE with TCF consent: minted, and the consent is stored with the record in the KV store.
+    let de = page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &consented)],
+    );
+    let value = cookie_value(de.set_cookie("ts-ec").expect("DE with consent: minted"));
+    let cookie = format!("ts-ec={value}");
+
+    // The next request carries the cookie and no consent signal: decided with the consent the
+    // KV store kept from the previous request (another Viceroy instance), so it is permitted and
+    // the cookie reaches the origin.
+    let returning = page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &cookie)],
+    );
+    assert_eq!(returning.status, 200);
+    assert_eq!(returning.set_cookie("ts-ec"), None);
+    assert!(
+        origin_saw_cookie(&origin, &value),
+        "stored consent from the KV store: {:?}",
+        origin.requests.lock().expect("lock").last()
+    );
+    // A cookie the store has no record of gets no such fallback.
+    let unknown = format!("ts-ec={}.AAAAAA", "0f".repeat(32));
+    page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &unknown)],
+    );
+    assert!(!origin_saw_cookie(
+        &origin,
+        &format!("{}.AAAAAA", "0f".repeat(32))
+    ));
+
+    // GPC with the cookie: an explicit withdrawal expires it and tombstones the record.
+    let gpc = page(
+        &served,
+        &[
+            browser,
+            ("x-geo-country", "US"),
+            ("sec-gpc", "1"),
+            ("cookie", &cookie),
+        ],
+    );
+    assert_eq!(gpc.status, 200, "{gpc:?}");
+    let expired = gpc.set_cookie("ts-ec").expect("the cookie is expired");
+    assert!(expired.contains("Max-Age=0"), "{expired}");
+    assert!(!origin_saw_cookie(&origin, &value));
+
+    // The tombstone persisted: the stored consent is gone, so the cookie alone is not permitted.
+    let after = page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &cookie)],
+    );
+    assert_eq!(after.set_cookie("ts-ec"), None);
+    assert!(
+        !origin_saw_cookie(&origin, &value),
+        "a tombstone never lends its consent"
+    );
+
+    // Re-consent: the request's own TCF consent revives the record (compare-and-swap over the
+    // tombstone's generation), and the next request without signals is permitted again.
+    let both = format!("{cookie}; {consented}");
+    let reconsent = page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &both)],
+    );
+    assert_eq!(reconsent.status, 200);
+    assert_eq!(reconsent.set_cookie("ts-ec"), None, "kept");
+    assert!(origin_saw_cookie(&origin, &value));
+    let revived = page(
+        &served,
+        &[browser, ("x-geo-country", "DE"), ("cookie", &cookie)],
+    );
+    assert_eq!(revived.set_cookie("ts-ec"), None);
+    assert!(
+        origin_saw_cookie(&origin, &value),
+        "the revived record's consent is used again"
+    );
+}
+
+#[test]
+fn without_its_kv_store_the_composed_fastly_app_sets_no_cookie() {
+    let Some(viceroy) = viceroy() else { return };
+    let ec = format!(
+        "[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\npassphrase = {{ env = \"{PASSPHRASE_VAR}\" }}\n"
+    );
+    // The service has no KV store of that name: every store call fails, so a mint sets no cookie
+    // (fail-closed, as the core's lifecycle does with a store that is down), and the page is
+    // still served.
+    let served = serve_fastly_edited(
+        &viceroy,
+        "fastly-kv-missing",
+        &compose_config("builtin:demo", &ec),
+        &[(PASSPHRASE_VAR, "a-test-passphrase-from-the-secret-store")],
+        |toml| {
+            toml.split("\n[local_server.kv_stores]")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        },
+    );
+    let us = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "US")]);
+    assert_eq!(us.status, 200, "{us:?}");
+    assert_eq!(us.set_cookie("ts-ec"), None, "store unavailable: no cookie");
 }

@@ -246,12 +246,11 @@ fn without_a_store_the_edge_cookie_is_stateless_and_no_file_is_created() {
     );
     let server = Server::start_at(&path);
     let value = value_of(&page(&server, &[]).expect("minted"));
-    // Statelessly, GPC with the cookie only stops the cookie being set; nothing is expired.
+    // Statelessly, GPC with the cookie still expires the browser's copy (there is nothing to
+    // tombstone), and no store file appears.
     let cookie = format!("ts-ec={value}");
-    assert_eq!(
-        page(&server, &[("Cookie", &cookie), ("Sec-GPC", "1")]),
-        None
-    );
+    let expired = page(&server, &[("Cookie", &cookie), ("Sec-GPC", "1")]).expect("expired");
+    assert!(expired.contains("Max-Age=0"), "{expired}");
     assert!(!redb_file(&path).exists());
 }
 
