@@ -63,6 +63,10 @@ pub struct Deployment {
     pub forbidden_headers: Vec<String>,
     /// The geo provider, if configured.
     pub geo: Option<ProviderDoc>,
+    /// `geo.provider = "fastly"`: Fastly's own geolocation is the geo provider (target `fastly`
+    /// only; `geo` is then `None`).
+    #[serde(default)]
+    pub fastly_geo: bool,
     /// The device provider, if configured.
     pub device: Option<ProviderDoc>,
     /// The Edge Cookie provider, if configured.
@@ -409,6 +413,7 @@ mod tests {
             cdn_headers: vec!["x-geo-country".into()],
             forbidden_headers: Vec::new(),
             geo: None,
+            fastly_geo: false,
             device: None,
             ec: Some(ProviderDoc {
                 name: "hmac".into(),

@@ -19,6 +19,7 @@ use gatehouse_core::identity::{Identity, Inline, NoBackoff};
 use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
 use gatehouse_core::task::block_on;
 
+use crate::geo::FastlyProviders;
 use crate::kv::FastlyKv;
 
 /// The Fastly backend the origin is reached through (`origin.url` names where it points; the
@@ -70,7 +71,10 @@ fn handle(request: Request) -> Response {
         .and_then(|settings| PagePipeline::new(&policy, settings).map_err(|e| e.to_string()))
         .and_then(|pipeline| {
             ComposedProviders::new(&deployment, &policy, &FastlySecrets)
-                .map(|providers| (pipeline, providers))
+                .map(|providers| {
+                    let providers = FastlyProviders::new(providers, deployment.fastly_geo);
+                    (pipeline, providers)
+                })
                 .map_err(|e| e.to_string())
         });
     let (pipeline, mut providers) = match built {
@@ -232,7 +236,7 @@ impl SettingsStore for FastlySecrets {
     }
 }
 
-fn own_route(head: &Head, providers: &ComposedProviders) -> Response {
+fn own_route(head: &Head, providers: &FastlyProviders) -> Response {
     if head.path != "/_ts/health" {
         let detail = format!("`{}` is not a Gatehouse route", head.path);
         return problem(Problem::NotFound, &detail);

@@ -27,6 +27,7 @@
 //!
 //! This program must never decide policy: decisions are the core's.
 
+mod geo;
 #[cfg(target_arch = "wasm32")]
 mod handler;
 #[cfg(target_arch = "wasm32")]

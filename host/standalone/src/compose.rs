@@ -353,6 +353,14 @@ fn selected(config: &Config, kind: ProviderKind) -> Option<Selected<'_>> {
     })
 }
 
+/// `geo.provider = "fastly"`: Fastly's own geolocation, answered by the Fastly host (no
+/// component); a `[geo.providers.fastly]` with a `path` is an ordinary provider of that name.
+pub const FASTLY_GEO: &str = "fastly";
+
+/// Why `geo.provider = "fastly"` is refused outside the Fastly target.
+pub const FASTLY_GEO_ELSEWHERE: &str = "`fastly` is Fastly's own geolocation, which only the Fastly app has: \
+     compose with `--target fastly`, or pick a geo provider component (e.g. `header-geo`)";
+
 /// The component's bytes: bundled, or the pinned file after its digest matched.
 fn provider_bytes(kind: ProviderKind, sel: &Selected<'_>) -> Result<Vec<u8>, ComposeError> {
     match sel.table.and_then(|t| t.path.as_ref()) {
@@ -525,6 +533,7 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
             .collect(),
         forbidden_headers: config.runtime.forbidden_headers.clone(),
         geo: None,
+        fastly_geo: false,
         device: None,
         ec: None,
         store: target.store_doc(&config),
@@ -548,6 +557,27 @@ pub fn compose(config_path: &Path, target: Target) -> Result<Composed, ComposeEr
         let Some(sel) = selected(&config, kind) else {
             continue;
         };
+        if kind == ProviderKind::Geo
+            && sel.name == FASTLY_GEO
+            && sel.table.is_none_or(|t| t.path.is_none())
+        {
+            // Fastly's own geolocation: nothing to plug, the host answers.
+            if target != Target::Fastly {
+                return Err(ConfigError::invalid("geo.provider", FASTLY_GEO_ELSEWHERE).into());
+            }
+            if sel
+                .table
+                .is_some_and(|t| !t.settings.is_empty() || t.sha256.is_some())
+            {
+                return Err(ConfigError::invalid(
+                    sel.key.clone(),
+                    "Fastly's geolocation takes no settings",
+                )
+                .into());
+            }
+            deployment.fastly_geo = true;
+            continue;
+        }
         let bytes = provider_bytes(kind, &sel)?;
         let refused: Vec<String> = component_imports(&bytes, &sel.key)?
             .into_iter()

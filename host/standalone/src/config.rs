@@ -770,6 +770,12 @@ impl Config {
                         "is only meaningful with `path`",
                     ));
                 }
+                if section == "geo" && name == crate::compose::FASTLY_GEO {
+                    return Err(ConfigError::invalid(
+                        "geo.provider",
+                        crate::compose::FASTLY_GEO_ELSEWHERE,
+                    ));
+                }
                 let bundled_name = bundled.iter().find(|b| **b == name.as_str()).ok_or_else(|| {
                     ConfigError::invalid(
                         format!("{section}.provider"),

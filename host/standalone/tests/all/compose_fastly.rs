@@ -396,3 +396,71 @@ fn without_its_kv_store_the_composed_fastly_app_sets_no_cookie() {
     assert_eq!(us.status, 200, "{us:?}");
     assert_eq!(us.set_cookie("ts-ec"), None, "store unavailable: no cookie");
 }
+
+/// `geo.provider = "fastly"`: Fastly's geolocation answers for the client address, instead of a
+/// geo component. Viceroy's default for a loopback address is San Francisco (`US`, region `CA`).
+#[test]
+fn fastly_geolocation_is_the_geo_provider_on_fastly_and_refused_elsewhere() {
+    let config = |origin: &str| {
+        format!(
+            "[origin]\nurl = \"{origin}\"\n\n[geo]\ndefault_country = \"FR\"\nprovider = \"fastly\"\n\n\
+             [device]\nprovider = \"ua-device\"\n\n[ec]\nprovider = \"hmac\"\n\n[ec.providers.hmac]\n\
+             passphrase = \"a-test-passphrase\"\n"
+        )
+    };
+    // Refused where there is no Fastly: compose for wasi:http, and `serve`.
+    let path = write_config("fastly-geo-elsewhere", &config("builtin:demo"));
+    for args in [
+        vec![
+            "compose",
+            "--target",
+            "wasi-http",
+            "-o",
+            "/dev/null",
+            "--config",
+        ],
+        vec!["serve", "--config"],
+    ] {
+        let mut all = args.clone();
+        all.push(path.to_str().expect("utf-8"));
+        let out = crate::support::run(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted it");
+        assert!(
+            stderr.contains("`geo.provider`") && stderr.contains("--target fastly"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    let Some(viceroy) = viceroy() else { return };
+    let origin = Origin::start();
+    let served = serve_fastly(&viceroy, "fastly-geo", &config(&origin.url()), &[]);
+    // The visitor's own geo claim is dropped (loopback is no trusted proxy here); Fastly's
+    // lookup of the address decides the jurisdiction.
+    let page = page(&served, &[("user-agent", BROWSER), ("x-geo-country", "DE")]);
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(
+        page.set_cookie("ts-ec").is_some(),
+        "US/CA permits it: {page:?}"
+    );
+    let forwarded = origin
+        .requests
+        .lock()
+        .expect("origin log")
+        .last()
+        .cloned()
+        .expect("the origin was sent the page");
+    assert!(
+        forwarded.contains("gatehouse-decision: rule=\"US/CA\"")
+            && forwarded.contains("geo=region"),
+        "{forwarded}"
+    );
+    assert!(
+        !forwarded.to_ascii_lowercase().contains("x-geo-country"),
+        "{forwarded}"
+    );
+    let health = http_get(served.addr, "/_ts/health", &[]);
+    let doc: serde_json::Value = serde_json::from_str(&health.body).expect("health json");
+    assert_eq!(doc["providers"][0]["kind"], "geo", "{doc}");
+    assert_eq!(doc["providers"][0]["name"], "fastly", "{doc}");
+}
