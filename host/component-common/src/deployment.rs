@@ -98,14 +98,31 @@ impl StoreDoc {
     /// The core's lifecycle settings.
     #[must_use]
     pub fn settings(&self) -> IdentitySettings {
-        IdentitySettings {
-            tombstone_ttl: Duration::from_secs(self.tombstone_secs),
-            retry: RetryPolicy {
-                max_attempts: self.cas_attempts,
-                base_delay: Duration::from_millis(self.cas_base_delay_ms),
-                max_delay: Duration::from_millis(self.cas_max_delay_ms),
-            },
-        }
+        identity_settings(
+            self.tombstone_secs,
+            self.cas_attempts,
+            self.cas_base_delay_ms,
+            self.cas_max_delay_ms,
+        )
+    }
+}
+
+/// The core's lifecycle settings from the `[store]` keys every host reads: `tombstone_secs`,
+/// `cas_attempts`, `cas_base_delay_ms`, `cas_max_delay_ms`.
+#[must_use]
+pub fn identity_settings(
+    tombstone_secs: u64,
+    cas_attempts: u32,
+    cas_base_delay_ms: u64,
+    cas_max_delay_ms: u64,
+) -> IdentitySettings {
+    IdentitySettings {
+        tombstone_ttl: Duration::from_secs(tombstone_secs),
+        retry: RetryPolicy {
+            max_attempts: cas_attempts,
+            base_delay: Duration::from_millis(cas_base_delay_ms),
+            max_delay: Duration::from_millis(cas_max_delay_ms),
+        },
     }
 }
 

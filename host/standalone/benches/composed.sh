@@ -33,13 +33,12 @@ viceroy="${GATEHOUSE_VICEROY:-$HOME/.cache/gatehouse-ci-tools/viceroy/bin/vicero
 wasmtime="${GATEHOUSE_WASMTIME:-$HOME/.cache/gatehouse-ci-tools/wasmtime-cli/bin/wasmtime}"
 [ -x "$viceroy" ] || bench_fail "needs Viceroy at $viceroy (see .ci/run)"
 [ -x "$wasmtime" ] || bench_fail "needs the wasmtime CLI at $wasmtime (see .ci/run)"
-# Compose's output does not depend on the `gatehouse` binary's profile (the host and provider
-# components are always built with the `component` profile), so the debug build is enough.
-cargo build --locked -p gatehouse >&2
-gatehouse="${CARGO_TARGET_DIR:-target}/debug/gatehouse"
-# The standalone host measured beside them: the release build.
+# One release build: it serves the standalone host measured beside the composed apps, and it
+# composes them (compose's output does not depend on the binary's profile: the host and provider
+# components are always built with the `component` profile).
 cargo build --release --locked -p gatehouse >&2
 target="${CARGO_TARGET_DIR:-target}/release"
+gatehouse="$target/gatehouse"
 work="$(mktemp -d)"
 pids=()
 trap bench_cleanup EXIT

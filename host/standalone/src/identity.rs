@@ -251,14 +251,12 @@ impl StoreConfig {
     /// The lifecycle settings: tombstone time and compare-and-swap bounds.
     #[must_use]
     pub fn settings(&self) -> IdentitySettings {
-        IdentitySettings {
-            tombstone_ttl: Duration::from_secs(self.tombstone_secs),
-            retry: RetryPolicy {
-                max_attempts: self.cas_attempts,
-                base_delay: Duration::from_millis(self.cas_base_delay_ms),
-                max_delay: Duration::from_millis(self.cas_max_delay_ms),
-            },
-        }
+        gatehouse_component_common::deployment::identity_settings(
+            self.tombstone_secs,
+            self.cas_attempts,
+            self.cas_base_delay_ms,
+            self.cas_max_delay_ms,
+        )
     }
 
     /// Where the store is: `store.url` (environment resolved) or the redb file.
