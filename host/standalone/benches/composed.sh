@@ -75,13 +75,13 @@ serve() {
 # and uses the connection's, loopback here).
 client='X-Forwarded-For: 203.0.113.7'
 declare -A url
-for target in fastly wasi-http; do
-    serve "$target-bare" "$target" "$(config '')"
-    url[$target-bare]="$started_url"
-    serve "$target-full" "$target" "$(config "$bench_providers")"
-    url[$target-full]="$started_url"
-    bench_expect_cookie "${url[$target-bare]}" no -H "$client"
-    bench_expect_cookie "${url[$target-full]}" yes -H "$client"
+for platform in fastly wasi-http; do
+    serve "$platform-bare" "$platform" "$(config '')"
+    url[$platform-bare]="$started_url"
+    serve "$platform-full" "$platform" "$(config "$bench_providers")"
+    url[$platform-full]="$started_url"
+    bench_expect_cookie "${url[$platform-bare]}" no -H "$client"
+    bench_expect_cookie "${url[$platform-full]}" yes -H "$client"
 done
 # The standalone host: its client is loopback, which it trusts as the proxy in front, so it reads
 # the same `X-Forwarded-For` as the wasi:http app.
