@@ -11,7 +11,9 @@
 //! Per request it runs the core's [`PagePipeline`](gatehouse_core::pipeline::PagePipeline), the
 //! same decision and edits as the standalone and wasi:http hosts: the core gates every provider
 //! call on the permissions, so a provider whose required permissions are not held is never
-//! called. The client address is Fastly's (`get_client_ip_addr`), settings given as
+//! called. The client address is Fastly's (`get_client_ip_addr`), or from a trusted proxy's
+//! header by the standalone rule, and `geo.provider = "fastly"` makes Fastly's geolocation the
+//! geo provider (`geo`). Settings given as
 //! `{ env = "VAR" }` are read from the Fastly secret store `gatehouse`, the origin is the
 //! Fastly backend named `origin` (or the built-in demo page for `origin.url = "builtin:demo"`),
 //! and with an Edge Cookie provider the identity store is the Fastly KV store the deployment
