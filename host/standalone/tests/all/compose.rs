@@ -487,3 +487,41 @@ fn a_wasi_keyvalue_bucket_the_platform_does_not_have_fails_the_mint_closed() {
     assert_eq!(us.status, 200, "{us:?}");
     assert_eq!(us.set_cookie("ts-ec"), None, "store unavailable: no cookie");
 }
+
+/// The promise for the example: `examples/gatehouse.toml` composed for wasi:http serves
+/// under `wasmtime serve -Scli -Sconfig -Skeyvalue --addr=... app.wasm` with no other flag, and
+/// decides (a US browser behind the platform's `X-Forwarded-For` is minted an Edge Cookie).
+#[test]
+fn the_example_config_composed_for_wasi_http_serves_with_the_documented_flags_alone() {
+    let example = crate::support::workspace_root().join("examples/gatehouse.toml");
+    let text = std::fs::read_to_string(&example).expect("read the example config");
+    let app = composed_app("example-wasi-http", &text);
+    let command = app
+        .1
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("wasmtime serve"))
+        .expect("the printed serve command");
+    let flags: Vec<String> = command
+        .split_whitespace()
+        .filter(|f| f.starts_with('-'))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        flags,
+        ["-Scli", "-Sconfig", "-Skeyvalue", "--addr=127.0.0.1:8080"],
+        "{command}"
+    );
+    let served = serve(&app, &[]);
+    let us = page(
+        &served,
+        &[
+            ("user-agent", BROWSER),
+            ("x-geo-country", "US"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ],
+    );
+    assert_eq!(us.status, 200, "{us:?}");
+    assert!(us.set_cookie("ts-ec").is_some(), "{us:?}");
+    assert!(us.body.contains("Gatehouse demo origin"), "{}", us.body);
+}
