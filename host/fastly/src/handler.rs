@@ -13,11 +13,10 @@ use gatehouse_component_common::http::{
 };
 use gatehouse_component_common::providers::{ComposedProviders, SettingsStore};
 use gatehouse_component_common::store::generational::GenerationalStore;
-use gatehouse_component_common::store::log_identity_outcome;
+use gatehouse_component_common::store::run_page;
 use gatehouse_component_common::{Deployment, deployment_document};
-use gatehouse_core::identity::{Identity, Inline, NoBackoff};
+use gatehouse_core::identity::IdentityStore;
 use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
-use gatehouse_core::task::block_on;
 
 use crate::geo::FastlyProviders;
 use crate::kv::FastlyKv;
@@ -89,25 +88,16 @@ fn handle(request: Request) -> Response {
         head: &head,
         client_ip,
     };
-    let outcome = match &deployment.store {
-        // The Edge Cookie lifecycle over the Fastly KV store (its calls answer at once for the
-        // core: `Inline`, driven by `block_on`). Compare-and-swap retries do not wait: each
-        // attempt is a KV round trip already.
-        Some(store_doc) => {
-            let kv = GenerationalStore::new(FastlyKv::new(&store_doc.name), unix_now);
-            let settings = store_doc.settings();
-            let identity = Identity {
-                store: &Inline(&kv),
-                backoff: &NoBackoff,
-                settings: &settings,
-            };
-            let outcome =
-                block_on(pipeline.run_with_identity(&view, &WallClock, &mut providers, identity));
-            log_identity_outcome(&outcome);
-            outcome
-        }
-        None => pipeline.run(&view, &WallClock, &mut providers),
-    };
+    let kv = deployment.store.as_ref().map(|doc| {
+        (
+            doc,
+            GenerationalStore::new(FastlyKv::new(&doc.name), unix_now),
+        )
+    });
+    let store = kv
+        .as_ref()
+        .map(|(doc, kv)| (*doc, kv as &dyn IdentityStore));
+    let outcome = run_page(&pipeline, &view, &WallClock, &mut providers, store);
     log_provider_failures(&outcome);
     let mut forward = head.headers.clone();
     pipeline.edit_forwarded_request(&outcome.forward, &mut forward);

@@ -596,13 +596,7 @@ pub async fn run_pipeline(
 pub fn log_outcome(identity: &IdentityService, outcome: &IdentityOutcome) {
     match outcome {
         IdentityOutcome::Failed(error) => {
-            let mut chain = error.to_string();
-            let mut source = std::error::Error::source(&**error);
-            while let Some(cause) = source {
-                chain.push_str(": ");
-                chain.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let chain = gatehouse_component_common::store::error_chain(&**error);
             tracing::warn!(backend = identity.backend(), "identity store: {chain}");
         }
         other => tracing::debug!(identity = other.label(), "identity lifecycle"),

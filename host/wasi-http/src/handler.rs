@@ -10,11 +10,10 @@ use gatehouse_component_common::http::{
 };
 use gatehouse_component_common::providers::SettingsStore;
 use gatehouse_component_common::store::keyvalue::KeyValueStore;
-use gatehouse_component_common::store::log_identity_outcome;
+use gatehouse_component_common::store::run_page;
 use gatehouse_component_common::{Deployment, OriginDoc, deployment_document};
-use gatehouse_core::identity::{Identity, Inline, NoBackoff};
+use gatehouse_core::identity::IdentityStore;
 use gatehouse_core::pipeline::{Clock, EditableHeaders as _, PagePipeline, RequestView};
-use gatehouse_core::task::block_on;
 use wasip2::exports::http::incoming_handler::Guest;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -72,28 +71,16 @@ impl Guest for WasiHttpHost {
             head: &head,
             client_ip,
         };
-        let outcome = match &deployment.store {
-            // The Edge Cookie lifecycle over the `wasi:keyvalue` bucket (its calls answer at
-            // once for the core: `Inline`, driven by `block_on`; retries do not wait).
-            Some(store_doc) => {
-                let kv = KeyValueStore::new(WasiBucket::new(&store_doc.name), unix_now);
-                let settings = store_doc.settings();
-                let identity = Identity {
-                    store: &Inline(&kv),
-                    backoff: &NoBackoff,
-                    settings: &settings,
-                };
-                let outcome = block_on(pipeline.run_with_identity(
-                    &view,
-                    &WallClock,
-                    &mut providers,
-                    identity,
-                ));
-                log_identity_outcome(&outcome);
-                outcome
-            }
-            None => pipeline.run(&view, &WallClock, &mut providers),
-        };
+        let bucket = deployment.store.as_ref().map(|doc| {
+            (
+                doc,
+                KeyValueStore::new(WasiBucket::new(&doc.name), unix_now),
+            )
+        });
+        let store = bucket
+            .as_ref()
+            .map(|(doc, bucket)| (*doc, bucket as &dyn IdentityStore));
+        let outcome = run_page(&pipeline, &view, &WallClock, &mut providers, store);
         log_provider_failures(&outcome);
         let mut forward = Headers(head.headers.clone());
         pipeline.edit_forwarded_request(&outcome.forward, &mut forward);

@@ -20,8 +20,15 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use gatehouse_core::identity::{IdentityOutcome, StoreError};
-use gatehouse_core::pipeline::EdgeCookieDecision;
+use gatehouse_core::identity::{
+    Identity, IdentityOutcome, IdentityStore, Inline, NoBackoff, StoreError,
+};
+use gatehouse_core::pipeline::{
+    Clock, EdgeCookieDecision, PagePipeline, ProviderHost, RequestOutcome, RequestView,
+};
+use gatehouse_core::task::block_on;
+
+use crate::deployment::StoreDoc;
 
 /// The default Fastly KV store name (`store.fastly_kv_store`).
 pub const DEFAULT_FASTLY_KV_STORE: &str = "gatehouse-identity";
@@ -76,6 +83,46 @@ pub(crate) fn unavailable(store: &'static str, message: impl Into<String>) -> St
     }
 }
 
+/// Runs a composed host's page pipeline: with the deployment's identity store (`store`, the
+/// `[store]` document and the platform's store built from it) the whole Edge Cookie lifecycle
+/// ([`PagePipeline::run_with_identity`]: the platform's store calls answer at once, so it is
+/// driven by `block_on` over [`Inline`], and compare-and-swap retries do not wait: each attempt is
+/// a platform round trip already); without one, statelessly ([`PagePipeline::run`]). A failed
+/// store operation is logged ([`log_identity_outcome`]).
+pub fn run_page<'p>(
+    pipeline: &PagePipeline<'p>,
+    view: &(dyn RequestView + Sync),
+    clock: &(dyn Clock + Sync),
+    providers: &mut (dyn ProviderHost + Send),
+    store: Option<(&StoreDoc, &dyn IdentityStore)>,
+) -> RequestOutcome<'p> {
+    let Some((doc, store)) = store else {
+        return pipeline.run(view, clock, providers);
+    };
+    let settings = doc.settings();
+    let identity = Identity {
+        store: &Inline(store),
+        backoff: &NoBackoff,
+        settings: &settings,
+    };
+    let outcome = block_on(pipeline.run_with_identity(view, clock, providers, identity));
+    log_identity_outcome(&outcome);
+    outcome
+}
+
+/// `error` and its sources, joined with `: ` (for one log line).
+#[must_use]
+pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
 /// Writes a failed identity-store operation to stderr (the platform's log) with its cause
 /// chain, which never holds a key or a value; other outcomes are not logged (no per-request
 /// noise).
@@ -84,13 +131,7 @@ pub fn log_identity_outcome(outcome: &gatehouse_core::pipeline::RequestOutcome<'
         return;
     };
     if let IdentityOutcome::Failed(error) = &decision.identity {
-        let mut chain = error.to_string();
-        let mut source = StdError::source(&**error);
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let chain = error_chain(&**error);
         let consequence = if decision.edge_cookie == EdgeCookieDecision::StoreUnavailable {
             "; no Edge Cookie was set (fail-closed)"
         } else {
