@@ -17,9 +17,13 @@
 #            is read, a new one written durably)
 #
 # Each Gatehouse server is checked before it is measured (`full` mints for a permitted visitor).
-# The ratio to `hyper` in the same run is what to compare.
+# The ratio to `hyper` in the same run is what to compare. This machine's speed drifts by tens
+# of percent within minutes (a shared VM), so the servers are measured in ROUNDS rounds, each
+# measuring every server in turn; the table gives each server's median requests/s and the
+# median of its per-round ratios to `hyper` (each ratio taken within one round, a minute apart
+# at most).
 #
-# Usage: host/standalone/benches/realistic.sh [SECONDS=10] [CONNECTIONS=32]
+# Usage: host/standalone/benches/realistic.sh [SECONDS=10] [CONNECTIONS=32] [ROUNDS=3]
 # Needs wrk, curl and python3. Binds 127.0.0.1 only; every server it starts is stopped on exit.
 set -euo pipefail
 script=realistic.sh
@@ -28,6 +32,7 @@ source "$(dirname "$0")/lib.sh"
 
 duration="${1:-10}"
 connections="${2:-32}"
+rounds="${3:-3}"
 bench_setup wrk curl python3
 cargo build --release --locked -p gatehouse --example bare_hyper >&2
 
@@ -69,15 +74,30 @@ bench_expect_cookie "$none" no -H 'X-Geo-Country: US'
 # server.
 python3 host/standalone/benches/realistic_traffic.py "$stored" "$work/traffic.lua"
 
-echo "wrk: 1 thread, $connections connections, ${duration}s per server; $(nproc) cores shared with the server; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %12s %9s %10s %10s\n' server 'requests/s' 'vs hyper' 'p50' 'p99'
+echo "wrk: 1 thread, $connections connections, ${duration}s per server, $rounds rounds; $(nproc) cores shared with the server; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 measure() { bench_wrk "$1" -c"$connections" -d"${duration}s" -s "$work/traffic.lua"; }
-measure "$hyper"
-hyper_rps="$rps"
-printf '%-8s %12.0f %9s %10s %10s\n' hyper "$hyper_rps" 1.00 "$p50" "$p99"
-for name in none nocache isolated full stored; do
-    measure "${!name}"
-    printf '%-8s %12.0f %9.2f %10s %10s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$hyper_rps" 'BEGIN {print a / b}')" "$p50" "$p99"
+servers=(hyper none nocache isolated full stored)
+declare -A all_rps all_ratio all_p50 all_p99
+for round in $(seq 1 "$rounds"); do
+    line="round $round:"
+    for name in "${servers[@]}"; do
+        measure "${!name}"
+        [ "$name" = hyper ] && hyper_rps="$rps"
+        ratio="$(awk -v a="$rps" -v b="$hyper_rps" 'BEGIN {printf "%.3f", a / b}')"
+        all_rps[$name]+="$rps "
+        all_ratio[$name]+="$ratio "
+        all_p50[$name]+="$p50 "
+        all_p99[$name]+="$p99 "
+        line+=" $name $(printf '%.0f' "$rps") ($ratio)"
+    done
+    echo "$line"
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+printf '%-8s %12s %9s %10s %10s   %s\n' server 'requests/s' 'vs hyper' 'p50 last' 'p99 last' 'per-round ratios'
+for name in "${servers[@]}"; do
+    printf '%-8s %12.0f %9.2f %10s %10s   %s\n' "$name" "$(echo "${all_rps[$name]}" | median)" \
+        "$(echo "${all_ratio[$name]}" | median)" "$(echo "${all_p50[$name]}" | tr ' ' '\n' | grep -v '^$' | tail -1)" \
+        "$(echo "${all_p99[$name]}" | tr ' ' '\n' | grep -v '^$' | tail -1)" "${all_ratio[$name]}"
 done
 echo "answer cache of \`full\` after its run:"
 curl -s "$full/_ts/metrics" | grep -E 'answer_cache' | grep -v '^#' || echo "  (no answer-cache metrics)"

@@ -311,10 +311,16 @@ impl EditableHeaders for HyperHeaders<'_> {
     }
 
     fn append(&mut self, name: &str, value: &[u8]) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
+        // The one name the pipeline adds to every page request is not a standard header, and
+        // parsing it would allocate it anew each time.
+        static DECISION: http::HeaderName =
+            http::HeaderName::from_static(gatehouse_core::pipeline::DECISION_HEADER);
+        let name = if name == gatehouse_core::pipeline::DECISION_HEADER {
+            Ok(DECISION.clone())
+        } else {
+            http::HeaderName::from_bytes(name.as_bytes())
+        };
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_bytes(value)) {
             self.0.append(name, value);
         }
     }
@@ -348,10 +354,12 @@ async fn decide(
         client_ip,
         fingerprints: &app.fingerprint_headers,
     };
-    let page = gatehouse_core::pipeline::is_page_request(&view);
     // Provider calls whose budgets could hold a worker long never run on an async worker: a
-    // slow provider must not stall unrelated connections.
-    let offload = page && app.runtime.has_providers() && !app.runtime.runs_inline();
+    // slow provider must not stall unrelated connections. (The page test last: the pipeline
+    // makes it again, and most configurations never need it here.)
+    let offload = app.runtime.has_providers()
+        && !app.runtime.runs_inline()
+        && gatehouse_core::pipeline::is_page_request(&view);
     let outcome = match &app.identity {
         Some(identity) => {
             let run = async {

@@ -31,7 +31,8 @@ mod world;
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gatehouse_core::policy::Policy;
@@ -246,20 +247,111 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     Ok(linker)
 }
 
-/// Increments the engine's epoch every [`TICK`] until the engine is dropped.
-fn start_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("gatehouse-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })
-        .map(drop)
-        .unwrap_or_else(|e| tracing::error!("cannot start epoch ticker thread: {e}"));
+/// Ticks of no call in flight after which the ticker parks (see [`Ticker`]).
+const IDLE_TICKS: u32 = 100;
+
+/// The thread incrementing the engine's epoch every [`TICK`] while calls may be running, until
+/// the sandbox (or the engine) is dropped.
+///
+/// An idle server does not tick: once no store has existed for [`IDLE_TICKS`] ticks the thread
+/// parks, and the next [`Ticker::call_started`] wakes it. A thousand wake-ups a second on a
+/// server with no provider call to bound would only take the CPU from the workers (a 2-core
+/// machine's scheduler preempts a worker for each; measured in BENCHMARKS.md, "Realistic traffic
+/// against bare hyper").
+///
+/// Why parking cannot leave a call unbounded: a call's store holds an [`ActiveCall`] for its
+/// whole life, and the thread parks only after reading zero calls in flight *after* announcing
+/// that it parks; a call that starts in between reads the announcement and unparks it (both
+/// sides are `SeqCst`, and an `unpark` before the `park` makes the `park` return at once).
+struct Ticker {
+    state: Arc<TickerState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct TickerState {
+    /// Stores alive now.
+    in_flight: AtomicUsize,
+    /// Stores created so far (so a burst of short calls between two ticks counts as activity).
+    started: AtomicU64,
+    /// The thread is parked or about to park.
+    parked: AtomicBool,
+    /// The sandbox is gone: the thread ends (even if components keep the engine alive).
+    closed: AtomicBool,
+}
+
+/// Held by every store for its life: the ticker keeps ticking while one exists.
+pub(crate) struct ActiveCall(Arc<TickerState>);
+
+impl Drop for ActiveCall {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Self {
+        let state = Arc::new(TickerState::default());
+        let weak = engine.weak();
+        let shared = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("gatehouse-epoch".into())
+            .spawn(move || {
+                let mut seen = shared.started.load(Ordering::SeqCst);
+                let mut idle = 0u32;
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                    if shared.closed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let started = shared.started.load(Ordering::SeqCst);
+                    if started != seen || shared.in_flight.load(Ordering::SeqCst) > 0 {
+                        seen = started;
+                        idle = 0;
+                        continue;
+                    }
+                    idle += 1;
+                    if idle < IDLE_TICKS {
+                        continue;
+                    }
+                    shared.parked.store(true, Ordering::SeqCst);
+                    if shared.in_flight.load(Ordering::SeqCst) == 0
+                        && shared.started.load(Ordering::SeqCst) == seen
+                    {
+                        // Returns at the next `call_started` (or spuriously: the loop re-checks).
+                        std::thread::park();
+                    }
+                    shared.parked.store(false, Ordering::SeqCst);
+                    idle = 0;
+                }
+            })
+            .inspect_err(|e| tracing::error!("cannot start epoch ticker thread: {e}"))
+            .ok();
+        Self { state, thread }
+    }
+
+    /// Announces a store: the ticker runs until it is dropped.
+    fn call_started(&self) -> ActiveCall {
+        self.state.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.state.started.fetch_add(1, Ordering::SeqCst);
+        if self.state.parked.load(Ordering::SeqCst)
+            && let Some(thread) = &self.thread
+        {
+            thread.thread().unpark();
+        }
+        ActiveCall(Arc::clone(&self.state))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.state.closed.store(true, Ordering::SeqCst);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
 }
 
 /// Lowercase hex sha256.
@@ -353,6 +445,7 @@ pub struct Sandbox {
     engine: Engine,
     linker: Linker<CallState>,
     limits: Limits,
+    ticker: Ticker,
 }
 
 /// What `gatehouse providers inspect` reports about a component.
@@ -390,12 +483,13 @@ impl Sandbox {
             },
         };
         let engine = build_engine(&limits).map_err(engine_error)?;
-        start_ticker(&engine);
+        let ticker = Ticker::start(&engine);
         let linker = build_linker(&engine).map_err(engine_error)?;
         Ok(Self {
             engine,
             linker,
             limits,
+            ticker,
         })
     }
 
@@ -418,6 +512,7 @@ impl Sandbox {
                 },
                 CallBudget::new(cpu, wall),
                 self.limits.output_limit_bytes,
+                self.ticker.call_started(),
             ),
         );
         store.limiter(|s| &mut s.limits);

@@ -34,11 +34,18 @@ pub struct CallState {
     /// The captured stdout and stderr, once `wasi` exists.
     output: Option<[CappedOutput; 2]>,
     output_limit: usize,
+    /// Keeps the epoch ticker running while this call's store exists.
+    _active: super::ActiveCall,
 }
 
 impl CallState {
     /// Fresh state for one call.
-    pub fn new(limits: MemoryLimiter, budget: CallBudget, output_limit: usize) -> Self {
+    pub(crate) fn new(
+        limits: MemoryLimiter,
+        budget: CallBudget,
+        output_limit: usize,
+        active: super::ActiveCall,
+    ) -> Self {
         Self {
             limits,
             budget,
@@ -46,6 +53,7 @@ impl CallState {
             wasi: None,
             output: None,
             output_limit,
+            _active: active,
         }
     }
 

@@ -275,3 +275,41 @@ fn a_disabled_answer_cache_calls_a_pure_provider_every_time() {
     rt.for_request().classify(&ua("curl/8")).expect("classify");
     assert!(rt.answer_cache_counts().is_empty());
 }
+
+/// Polls `done` every 5 ms for up to 10 s (a bound no loaded machine reaches; the states
+/// checked take a few milliseconds).
+fn eventually(done: impl Fn() -> bool) -> bool {
+    (0..2000).any(|_| {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        false
+    })
+}
+
+#[test]
+fn the_epoch_ticker_parks_when_idle_runs_while_a_call_lives_and_ends_with_its_sandbox() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let engine = wasmtime::Engine::default();
+    let ticker = super::Ticker::start(&engine);
+    let state = std::sync::Arc::clone(&ticker.state);
+    assert!(eventually(|| state.parked.load(SeqCst)), "idle: parked");
+
+    let call = ticker.call_started();
+    assert!(eventually(|| !state.parked.load(SeqCst)), "woken by a call");
+    // Many idle periods' worth of ticks: a live call keeps it ticking.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!state.parked.load(SeqCst), "never parks under a live call");
+    drop(call);
+    assert!(eventually(|| state.parked.load(SeqCst)), "parks again");
+
+    // Dropping the ticker (its sandbox) ends the thread, which holds the state's other
+    // reference, although `engine` is still alive.
+    drop(ticker);
+    assert!(
+        eventually(|| std::sync::Arc::strong_count(&state) == 1),
+        "the thread ended"
+    );
+    drop(engine);
+}

@@ -120,6 +120,27 @@ fn infinite_loop_is_interrupted_at_the_cpu_budget() {
 }
 
 #[test]
+fn a_loop_is_cut_off_after_the_server_was_idle_and_its_epoch_ticker_parked() {
+    // The ticker parks after 100 idle ticks (100 ms); a call starting then must wake it, or
+    // nothing would ever interrupt the loop and this request would not be answered.
+    let server = hostile_server("loop");
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(400));
+        let response = server.get_within("/", &[("User-Agent", BROWSER_UA)], LOOP_ANSWERED_WITHIN);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.set_cookie("ts-ec"), None);
+    }
+    let metrics = server.get("/_ts/metrics", &[]);
+    assert!(
+        metrics
+            .body
+            .contains("provider=\"hostile\",reason=\"deadline\"} 2"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[test]
 fn the_wall_clock_backstop_cuts_off_a_call_the_cpu_budget_allows() {
     let config = declared_config("mode = \"loop\"", "").replace(
         &format!("call_timeout_ms = {CALL_BUDGET_THAT_NEVER_FIRES_MS}"),
