@@ -256,8 +256,8 @@ const IDLE_TICKS: u32 = 100;
 /// An idle server does not tick: once no store has existed for [`IDLE_TICKS`] ticks the thread
 /// parks, and the next [`Ticker::call_started`] wakes it. A thousand wake-ups a second on a
 /// server with no provider call to bound would only take the CPU from the workers (a 2-core
-/// machine's scheduler preempts a worker for each; measured in BENCHMARKS.md, "Realistic traffic
-/// against bare hyper").
+/// machine's scheduler preempts a worker for each; measured in BENCHMARKS.md, "Idle servers stop
+/// ticking").
 ///
 /// Why parking cannot leave a call unbounded: a call's store holds an [`ActiveCall`] for its
 /// whole life, and the thread parks only after reading zero calls in flight *after* announcing

@@ -130,11 +130,16 @@ fn a_loop_is_cut_off_after_the_server_was_idle_and_its_epoch_ticker_parked() {
         assert_eq!(response.status, 200);
         assert_eq!(response.set_cookie("ts-ec"), None);
     }
+    assert_deadline_failures(&server, 2);
+}
+
+/// The server counted exactly `count` calls of the hostile provider cut off at a deadline.
+fn assert_deadline_failures(server: &Server, count: u32) {
     let metrics = server.get("/_ts/metrics", &[]);
     assert!(
-        metrics
-            .body
-            .contains("provider=\"hostile\",reason=\"deadline\"} 2"),
+        metrics.body.contains(&format!(
+            "provider=\"hostile\",reason=\"deadline\"}} {count}\n"
+        )),
         "{}",
         metrics.body
     );
@@ -150,14 +155,7 @@ fn the_wall_clock_backstop_cuts_off_a_call_the_cpu_budget_allows() {
     let response = server.get_within("/", &[("User-Agent", BROWSER_UA)], LOOP_ANSWERED_WITHIN);
     assert_eq!(response.status, 200);
     assert_eq!(response.set_cookie("ts-ec"), None);
-    let metrics = server.get("/_ts/metrics", &[]);
-    assert!(
-        metrics
-            .body
-            .contains("provider=\"hostile\",reason=\"deadline\"} 1"),
-        "{}",
-        metrics.body
-    );
+    assert_deadline_failures(&server, 1);
 }
 
 /// When each finished, relative to a common start.
