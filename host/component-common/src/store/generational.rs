@@ -234,21 +234,13 @@ impl<K: GenerationalKv> IdentityStore for GenerationalStore<K> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
 
-    thread_local! {
-        /// The clock of the test running on this thread, in Unix seconds.
-        static NOW: Cell<u64> = const { Cell::new(1_700_000_000) };
-    }
-
-    fn now() -> u64 {
-        NOW.with(Cell::get)
-    }
+    use crate::store::test_clock::{advance, now};
 
     /// Fastly's KV store as documented, with one difference a test can switch on: it keeps
     /// expired entries (Fastly removes them up to 24 hours late).
@@ -393,7 +385,7 @@ mod tests {
             )
             .expect("added");
         assert!(store.get("ec:t").expect("get").is_some());
-        NOW.with(|n| n.set(n.get() + 61));
+        advance(61);
         assert_eq!(store.get("ec:t").expect("get"), None, "expired: absent");
         // Add-only succeeds over the expired entry (by compare-and-swap on its generation).
         store

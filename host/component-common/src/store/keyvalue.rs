@@ -203,19 +203,12 @@ impl<B: KeyValueBucket> IdentityStore for KeyValueStore<B> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
     use std::collections::HashMap;
     use std::sync::Mutex;
 
     use super::*;
 
-    thread_local! {
-        static NOW: Cell<u64> = const { Cell::new(1_700_000_000) };
-    }
-
-    fn now() -> u64 {
-        NOW.with(Cell::get)
-    }
+    use crate::store::test_clock::{advance, now};
 
     /// wasmtime's in-memory bucket: a map, `increment` over a decimal string.
     #[derive(Default)]
@@ -345,7 +338,7 @@ mod tests {
             )
             .expect("added");
         assert!(store.get("ec:t").expect("get").is_some());
-        NOW.with(|n| n.set(n.get() + 30));
+        advance(30);
         assert_eq!(store.get("ec:t").expect("get"), None);
         store
             .insert("ec:t", b"new", WriteMode::AddOnly, None)

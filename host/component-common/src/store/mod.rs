@@ -144,6 +144,26 @@ pub fn log_identity_outcome(outcome: &gatehouse_core::pipeline::RequestOutcome<'
     }
 }
 
+/// The clock the store tests run on: one per test thread, in Unix seconds.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW: Cell<u64> = const { Cell::new(1_700_000_000) };
+    }
+
+    /// This test's time.
+    pub(crate) fn now() -> u64 {
+        NOW.with(Cell::get)
+    }
+
+    /// Moves this test's time forward.
+    pub(crate) fn advance(secs: u64) {
+        NOW.with(|n| n.set(n.get() + secs));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
