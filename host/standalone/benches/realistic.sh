@@ -7,6 +7,8 @@
 #
 #   hyper    examples/bare_hyper.rs: the same hyper server stack answering the demo page, nothing else
 #   none     Gatehouse without providers: client IP, consent, permission resolution, proxying
+#   noec     + the geo and device providers (pure: answered from the answer cache), no Edge
+#            Cookie provider: what `full` would be if its one impure call cost nothing
 #   nocache  + geo, device and Edge Cookie providers, a fresh instance per call, answer cache off
 #   isolated + the pure providers' answer cache, every pipeline handed to a blocking thread
 #            (`runtime.inline_budget_ms = 0`)
@@ -47,6 +49,14 @@ bench_wait hyper 'bare hyper listening on'
 hyper="$started_url"
 bench_serve none "$(config '')"
 none="$started_url"
+bench_serve noec "$(config 'provider = "header-geo"
+[geo.providers.header-geo]
+country_header = "x-geo-country"
+[device]
+provider = "ua-device"
+[store]
+enabled = false')"
+noec="$started_url"
 bench_serve nocache "$(config "$bench_providers
 [runtime.answer_cache]
 enabled = false
@@ -68,6 +78,7 @@ stored="$started_url"
 # `full` mints for a permitted visitor; `none` never does.
 bench_expect_cookie "$full" yes -H 'X-Forwarded-For: 203.0.113.9' -H 'X-Geo-Country: US'
 bench_expect_cookie "$none" no -H 'X-Geo-Country: US'
+bench_expect_cookie "$noec" no -H 'X-Forwarded-For: 203.0.113.9' -H 'X-Geo-Country: US'
 
 # The traffic. Returning visitors get their cookie from `stored`, so their records exist there;
 # the HMAC provider keeps a cookie minted with the same passphrase for the same client on every
@@ -76,7 +87,7 @@ python3 host/standalone/benches/realistic_traffic.py "$stored" "$work/traffic.lu
 
 echo "wrk: 1 thread, $connections connections, ${duration}s per server, $rounds rounds; $(nproc) cores shared with the server; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 measure() { bench_wrk "$1" -c"$connections" -d"${duration}s" -s "$work/traffic.lua"; }
-servers=(hyper none nocache isolated full stored)
+servers=(hyper none noec nocache isolated full stored)
 declare -A all_rps all_ratio all_p50 all_p99
 for round in $(seq 1 "$rounds"); do
     line="round $round:"
