@@ -336,21 +336,23 @@ impl Ticker {
     fn call_started(&self) -> ActiveCall {
         self.state.in_flight.fetch_add(1, Ordering::SeqCst);
         self.state.started.fetch_add(1, Ordering::SeqCst);
-        if self.state.parked.load(Ordering::SeqCst)
-            && let Some(thread) = &self.thread
-        {
-            thread.thread().unpark();
+        if self.state.parked.load(Ordering::SeqCst) {
+            self.unpark();
         }
         ActiveCall(Arc::clone(&self.state))
+    }
+
+    fn unpark(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.state.closed.store(true, Ordering::SeqCst);
-        if let Some(thread) = &self.thread {
-            thread.thread().unpark();
-        }
+        self.unpark();
     }
 }
 
