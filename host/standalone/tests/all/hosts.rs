@@ -9,12 +9,12 @@
 
 use std::fmt;
 use std::io::{BufRead as _, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, write_config};
+use crate::support::{Server, unused_port, write_config};
 
 /// The Viceroy version `.ci/run` installs.
 pub const VICEROY_VERSION: &str = "0.22.0";
@@ -175,7 +175,8 @@ pub fn serve_fastly_edited(
     assert!(command.contains("-C fastly.toml"), "{command}");
     let dir = app.parent().expect("the app's directory");
     std::fs::write(dir.join("fastly.toml"), edit(fastly_toml)).expect("write fastly.toml");
-    let addr = free_port();
+    // Viceroy takes `--addr`, not port 0.
+    let addr = SocketAddr::from(([127, 0, 0, 1], unused_port()));
     let mut cmd = Command::new(viceroy);
     cmd.current_dir(dir)
         .args(["serve", "-C", "fastly.toml", "--addr"])
@@ -283,15 +284,6 @@ pub fn origin_saw_cookie(origin: &crate::support::Origin, value: &str) -> bool {
         .expect("origin log")
         .last()
         .is_some_and(|head| head.contains(&format!("ts-ec={value}")))
-}
-
-/// A loopback address with a port nothing listens on (Viceroy takes `--addr`, not port 0).
-fn free_port() -> SocketAddr {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// The wasmtime CLI, or a panic saying how to install it.

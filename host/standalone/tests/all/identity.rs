@@ -257,10 +257,7 @@ fn without_a_store_the_edge_cookie_is_stateless_and_no_file_is_created() {
 #[test]
 fn an_unreachable_valkey_fails_startup_without_printing_the_url() {
     let origin = Origin::start();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = crate::support::unused_port();
     let path = write(
         "identity-valkey-down",
         &origin,

@@ -197,11 +197,8 @@ fn assets_and_own_routes_run_no_providers() {
 
 #[test]
 fn unreachable_origin_is_a_problem_json_502() {
-    // A port nothing listens on: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    // A port nothing listens on.
+    let port = crate::support::unused_port();
     let server = Server::start(
         "no-origin",
         &config(&format!("http://127.0.0.1:{port}"), "US", &hmac_ec()),

@@ -34,6 +34,40 @@ const RESPONSE_WAIT: Duration = Duration::from_secs(300);
 /// How long [`Server::log_when`] waits for an expected log line. Only bounds a missing line.
 pub const LOG_WAIT: Duration = Duration::from_secs(120);
 
+/// A loopback port nothing listens on, for a server started with a port it is told (Viceroy's
+/// `--addr`, valkey's `--port`) or for an address that must refuse connections.
+///
+/// Taken from below the kernel's ephemeral range (`ip_local_port_range`): a port the OS handed
+/// out for `127.0.0.1:0` and then released can be handed out again, to another test's loopback
+/// origin, before the server meant to have it binds it, and the test then talks to the wrong
+/// server. Nothing binds port 0 into the range used here, and each call of this process takes
+/// the next port (from an offset set by the process id), checked free by binding it.
+pub fn unused_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_low >= 12_000 {
+        (10_000, ephemeral_low)
+    } else {
+        // An unusual range reaching down low: the ports above it instead.
+        (61_000, 65_535)
+    };
+    let span = high - low;
+    let offset = std::process::id() as usize * 97;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(low + (offset + n) % span) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
 /// A fresh temporary directory for one test.
 pub fn temp_dir(label: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);

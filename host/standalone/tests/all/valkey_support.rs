@@ -2,7 +2,7 @@
 //! stopped when dropped. A missing binary fails the test naming the package to install (as in
 //! `host/store`'s suite).
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +31,11 @@ fn binary() -> PathBuf {
 }
 
 impl Valkey {
-    /// Starts a server (a few ports are tried: one the OS picked can be taken before the bind).
+    /// Starts a server (a few ports are tried: another process can take one before the bind).
     pub fn start() -> Self {
         let binary = binary();
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            let port = crate::support::unused_port();
             let dir = temp_dir("valkey");
             let mut child = Command::new(&binary)
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
